@@ -1,0 +1,148 @@
+"""Diagnostics of a solve: ``df/dz`` at the final iterate, predicted and observed rates.
+
+- spectral radius ``rho(df/dz)`` and 2-norm ``||df/dz||_2`` at ``z*``: naive iteration converges
+  locally iff ``rho < 1``, at rate about ``rho``; ``||df/dz||_2 < 1`` makes ``f`` a local
+  contraction in the Euclidean norm;
+- predicted rate: what the solver's linear theory says (``rho`` for naive iteration,
+  ``max |1 - beta + beta lambda|`` for damped; NaN for superlinear methods);
+- observed rate: the geometric mean of the last residual ratios ``r_{k+1} / r_k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from implicit_viz.core.jacobian import jacobian_batch_last
+from implicit_viz.core.solvers.base import eigenvalues
+from implicit_viz.core.status import Status
+
+if TYPE_CHECKING:
+    from implicit_viz.core.problem import FixedPointMap
+    from implicit_viz.core.result import SolveResult
+    from implicit_viz.core.solvers.base import Solver
+
+#: Largest batch * D * D for which diagnostics compute full Jacobians.
+MAX_JACOBIAN_ENTRIES = 20_000_000
+
+
+@dataclass(frozen=True)
+class JacobianInfo:
+    """``df/dz`` summaries at points ``z: (B, D)``: eigenvalues ``(B, D)`` complex, 2-norms ``(B,)``."""
+
+    z: torch.Tensor
+    eigvals: torch.Tensor
+    norm: torch.Tensor
+
+    @property
+    def spectral_radius(self) -> torch.Tensor:
+        return self.eigvals.abs().amax(dim=-1).to(self.norm.dtype)
+
+
+def observed_rate(
+    residuals: torch.Tensor, iterations: torch.Tensor, window: int = 5
+) -> torch.Tensor:
+    """Geometric-mean residual ratio over the last ``window`` steps of each element.
+
+    Parameters
+    ----------
+    residuals : Tensor (B, T + 1)
+        Residual histories (NaN after an element stopped).
+    iterations : Tensor (B,)
+        Steps each element took.
+
+    Returns
+    -------
+    Tensor (B,)
+        ``(r_n / r_{n-w})^(1/w)`` with ``n`` the last step and ``w = min(window, n)``;
+        NaN where fewer than two steps were taken or a residual is zero or non-finite.
+    """
+    b = residuals.shape[0]
+    n = iterations.clamp(max=residuals.shape[1] - 1)
+    w = torch.clamp(n, max=window)
+    ar = torch.arange(b, device=residuals.device)
+    r_end = residuals[ar, n]
+    r_start = residuals[ar, n - w]
+    rate = (r_end / r_start) ** (1.0 / w.clamp(min=1).to(residuals.dtype))
+    ok = (w >= 2) & torch.isfinite(rate) & (r_start > 0) & (r_end > 0)
+    return torch.where(ok, rate, torch.full_like(rate, float("nan")))
+
+
+def jacobian_at(fmap: FixedPointMap, z: torch.Tensor) -> torch.Tensor:
+    """``df/dz`` at ``z: (B, D)`` -> ``(B, D, D)``, using the map's per-row values."""
+    from implicit_viz.core.driver import _BatchLast
+
+    with torch.no_grad():
+        return jacobian_batch_last(_BatchLast(fmap), z.T.contiguous()).permute(2, 0, 1)
+
+
+def jacobian_info(fmap: FixedPointMap, z: torch.Tensor) -> JacobianInfo:
+    """Eigenvalues and 2-norm of ``df/dz`` at each row of ``z: (B, D)``."""
+    jac = jacobian_at(fmap, z)
+    finite = torch.isfinite(jac).all(dim=(-1, -2))
+    safe = torch.where(finite[:, None, None], jac, torch.zeros_like(jac))
+    norm = torch.linalg.matrix_norm(safe, ord=2)
+    norm = torch.where(finite, norm, torch.full_like(norm, float("nan")))
+    return JacobianInfo(z=z, eigvals=eigenvalues(jac), norm=norm)
+
+
+def add_diagnostics(
+    result: SolveResult,
+    fmap: FixedPointMap,
+    solver: Solver,
+    known: JacobianInfo | None = None,
+) -> SolveResult:
+    """A copy of ``result`` with spectral radius, Jacobian norm, predicted and observed rates.
+
+    Jacobian-based numbers are computed at converged elements only (NaN elsewhere), and skipped
+    (all NaN) when the batch is too large for dense Jacobians. ``known`` (same batch size) holds
+    Jacobian summaries already computed, e.g. by another solver: they are reused for elements
+    whose ``z*`` lies within ``1e-6 (1 + ||z*||)`` of the known point.
+    """
+    b, d = result.z.shape
+    nan = torch.full((b,), float("nan"), dtype=result.z.dtype, device=result.z.device)
+    rho, norm, pred = nan.clone(), nan.clone(), nan.clone()
+    conv = result.status == int(Status.CONVERGED)
+    if b * d * d <= MAX_JACOBIAN_ENTRIES and bool(conv.any()):
+        eig = torch.full((b, d), complex(float("nan"), 0.0), device=result.z.device)
+        eig = eig.to(torch.complex128 if result.z.dtype == torch.float64 else torch.complex64)
+        todo = conv.clone()
+        if known is not None:
+            scale = 1 + result.z.abs().amax(dim=-1)
+            near = (result.z - known.z).abs().amax(dim=-1) <= 1e-6 * scale
+            reuse = conv & near & torch.isfinite(known.norm)
+            eig[reuse] = known.eigvals[reuse].to(eig.dtype)
+            norm[reuse] = known.norm[reuse]
+            todo = todo & ~reuse
+        if bool(todo.any()):
+            idx = todo.nonzero().squeeze(1)
+            fm = fmap.take(idx) if fmap.batch is not None else fmap
+            info = jacobian_info(fm, result.z[idx])
+            eig[idx] = info.eigvals.to(eig.dtype)
+            norm[idx] = info.norm
+        rho = torch.where(conv, eig.abs().amax(dim=-1).to(rho.dtype), rho)
+        p = solver.predicted_rate(eig)
+        if p is not None:
+            pred = torch.where(conv, p.to(pred.dtype), pred)
+    else:
+        eig = None
+    obs = observed_rate(result.residuals, result.iterations)
+    extra = dict(result.extra)
+    if eig is not None:
+        extra["jacobian_info"] = JacobianInfo(z=result.z, eigvals=eig, norm=norm)
+    return replace(
+        result,
+        spectral_radius=rho,
+        jac_norm=norm,
+        predicted_rate=pred,
+        observed_rate=obs,
+        extra=extra,
+    )
+
+
+def known_info(result: SolveResult) -> JacobianInfo | None:
+    """Jacobian summaries carried by a result with diagnostics, for reuse by another solver."""
+    info = result.extra.get("jacobian_info")
+    return info if isinstance(info, JacobianInfo) else None

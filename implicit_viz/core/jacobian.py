@@ -1,0 +1,55 @@
+"""Batched Jacobians ``df/dz`` by reverse-mode autograd, one backward pass for the whole batch.
+
+The trick: repeat every sample ``D`` times along the batch, so column ``j*B + b`` holds sample
+``b``; one vector-Jacobian product with the tangent ``e_j`` in that column gives row ``j`` of
+sample ``b``'s Jacobian. Per-row params are repeated the same way (``BatchLastMap.take``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class BatchLastMap(Protocol):
+    """A map on batch-last states: ``(D, B) -> (D, B)``, whose per-row values can be sliced."""
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def take(self, index: torch.Tensor) -> BatchLastMap: ...
+
+
+def jacobian_batch_last(f: BatchLastMap, z: torch.Tensor) -> torch.Tensor:
+    """``J[i, j, b] = d f_i / d z_j`` at sample ``b``.
+
+    Parameters
+    ----------
+    f : BatchLastMap
+        The map, with ``B`` rows (or shared values).
+    z : Tensor, shape (D, B)
+
+    Returns
+    -------
+    Tensor, shape (D, D, B)
+    """
+    d, b = z.shape
+    rep = torch.arange(b, device=z.device).repeat(d)  # column j*B + b -> row b
+    f_rep = f.take(rep)
+    zz = z.detach().repeat(1, d)
+    tangent = torch.eye(d, dtype=z.dtype, device=z.device).repeat_interleave(b, dim=1)
+    with torch.enable_grad():
+        zz.requires_grad_(True)
+        out = f_rep(zz)
+        if not out.requires_grad:
+            return torch.zeros(d, d, b, dtype=z.dtype, device=z.device)
+        (grad,) = torch.autograd.grad(out, zz, grad_outputs=tangent, allow_unused=True)
+    if grad is None:
+        return torch.zeros(d, d, b, dtype=z.dtype, device=z.device)
+    # grad[i, j*B + b] = J_b[j, i]
+    return grad.reshape(d, d, b).permute(1, 0, 2)
+
+
+def jacobian(f: BatchLastMap, z: torch.Tensor) -> torch.Tensor:
+    """Batch-first Jacobian: ``z: (B, D)`` -> ``J: (B, D, D)`` with ``J[b, i, j] = df_i/dz_j``."""
+    return jacobian_batch_last(f, z.T.contiguous()).permute(2, 0, 1)

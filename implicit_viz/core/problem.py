@@ -1,0 +1,214 @@
+"""A spec bound to values on one device and dtype: the batched map ``z -> f(x, z)``.
+
+:func:`compile_spec` checks every expression, materialises the tensors (seeded draws are made in
+float64 on the CPU, so every device sees the same numbers), evaluates the map once to catch shape
+errors, and returns a :class:`FixedPointMap`.
+
+Any param or tensor may carry its own value per batch row (:meth:`FixedPointMap.with_values`);
+that is how parameter-grid sweeps evaluate a whole grid in one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from implicit_viz.core.device import resolve_device, resolve_dtype
+from implicit_viz.core.errors import SpecError
+from implicit_viz.core.expr import CompiledExpression, compile_expression, constant_key
+from implicit_viz.core.spec import Spec, TensorSpec
+
+
+def materialize_tensor(t: TensorSpec) -> torch.Tensor:
+    """The values of a tensor spec: float64, CPU, shape ``t.shape``. Deterministic in the seed."""
+    if t.data is not None:
+        out = torch.tensor(t.data, dtype=torch.float64).reshape(t.shape)
+    else:
+        gen = torch.Generator().manual_seed(t.seed)
+        if t.init == "normal":
+            out = torch.randn(t.shape, generator=gen, dtype=torch.float64)
+        elif t.init == "uniform":
+            out = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
+        elif t.init == "orthogonal":
+            a = torch.randn(t.shape, generator=gen, dtype=torch.float64)
+            tall = a if a.shape[0] >= a.shape[1] else a.T
+            q, r = torch.linalg.qr(tall)
+            q = q * torch.sign(torch.diagonal(r))
+            out = q if a.shape[0] >= a.shape[1] else q.T
+        elif t.init == "eye":
+            out = torch.eye(*t.shape, dtype=torch.float64)
+        elif t.init == "zeros":
+            out = torch.zeros(t.shape, dtype=torch.float64)
+        elif t.init == "ones":
+            out = torch.ones(t.shape, dtype=torch.float64)
+        else:  # pragma: no cover - spec validation rejects it
+            raise SpecError(f"unknown init '{t.init}'", field=f"tensors.{t.name}")
+        out = out * t.scale
+        if t.spectral_norm is not None:
+            norm = torch.linalg.matrix_norm(out, ord=2)
+            if norm > 0:
+                out = out * (t.spectral_norm / norm)
+    for idx, val in t.set:
+        out[idx] = val
+    return out
+
+
+@dataclass(frozen=True)
+class FixedPointMap:
+    """The map ``z -> f(x, z)`` of a spec, bound to values on one device and dtype.
+
+    Call it batch-first, ``fmap(z)`` with ``z: (B, D)`` -> ``(B, D)``, or batch-last,
+    ``fmap.batch_last(z)`` with ``z: (D, B)`` -> ``(D, B)`` (the solvers' internal layout).
+
+    ``values`` maps every param and tensor name to a batch-last tensor ``(*shape, 1)`` (shared)
+    or ``(*shape, B)`` (one value per row; then ``batch`` is ``B``).
+    """
+
+    spec: Spec
+    device: torch.device
+    dtype: torch.dtype
+    values: Mapping[str, torch.Tensor]
+    batch: int | None = None
+    _exprs: tuple[tuple[str, CompiledExpression], ...] = field(default=(), repr=False)
+    _f: CompiledExpression | None = field(default=None, repr=False)
+    _constants: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def batch_last(self, z: torch.Tensor) -> torch.Tensor:
+        """Evaluate ``f`` on ``z: (D, B)``; returns ``(D, B)``."""
+        env: dict[str, Any] = {**self._constants, **self.values, "z": z}
+        for name, expr in self._exprs:
+            env[name] = expr(env)
+        out = self._f(env)  # type: ignore[misc]
+        return self._fit(out, z.shape[-1])
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """Evaluate ``f`` on ``z: (B, D)``; returns ``(B, D)``."""
+        return self.batch_last(z.T).T
+
+    def _fit(self, out: Any, batch: int) -> torch.Tensor:
+        shape = tuple(out.shape[:-1])
+        if shape == () and self.dim == 1:
+            out = out.unsqueeze(0)
+        elif shape != (self.dim,):
+            raise SpecError(
+                f"f returns a value of shape {shape or 'scalar'} but dim = {self.dim}; "
+                f"it must return a vector of {self.dim} entries",
+                field="f",
+            )
+        if out.shape[-1] != batch:
+            out = out.expand(self.dim, batch)
+        return out
+
+    # per-row values -------------------------------------------------------------------------
+    def with_values(self, **values: Any) -> FixedPointMap:
+        """A copy with params/tensors replaced. A param takes a number or a ``(B,)`` tensor; a
+        tensor of shape ``s`` takes an array of shape ``s`` or a ``(B, *s)`` batch (batch-first).
+        """
+        new = dict(self.values)
+        batch = self.batch
+        for name, value in values.items():
+            if name not in new:
+                raise SpecError(f"unknown param or tensor '{name}'")
+            shape = tuple(new[name].shape[:-1])
+            v = torch.as_tensor(value, dtype=self.dtype, device=self.device)
+            if tuple(v.shape) == shape:
+                v = v.unsqueeze(-1)
+            elif v.ndim == len(shape) + 1 and tuple(v.shape[1:]) == shape:
+                v = v.movedim(0, -1).contiguous()
+                if batch is not None and v.shape[-1] != batch:
+                    raise SpecError(f"'{name}' has {v.shape[-1]} rows, others have {batch}")
+                batch = v.shape[-1]
+            else:
+                raise SpecError(
+                    f"'{name}' needs shape {shape} or (B, *{shape}), got {tuple(v.shape)}"
+                )
+            new[name] = v
+        return replace(self, values=new, batch=batch)
+
+    def with_element(self, name: str, index: tuple[int, ...], rows: torch.Tensor) -> FixedPointMap:
+        """A copy where element ``index`` of tensor ``name`` takes one value per row: ``rows (B,)``."""
+        base = self.values[name]
+        rows = torch.as_tensor(rows, dtype=self.dtype, device=self.device)
+        b = rows.shape[0]
+        if self.batch is not None and b != self.batch:
+            raise SpecError(f"'{name}' gets {b} rows, others have {self.batch}")
+        v = base.expand(*base.shape[:-1], b).clone()
+        v[index] = rows
+        new = dict(self.values)
+        new[name] = v
+        return replace(self, values=new, batch=b)
+
+    def take(self, index: torch.Tensor) -> FixedPointMap:
+        """The rows ``index`` of every per-row value (shared values are kept)."""
+        if self.batch is None:
+            return self
+        new = {
+            k: (v[..., index] if v.shape[-1] == self.batch and self.batch != 1 else v)
+            for k, v in self.values.items()
+        }
+        return replace(self, values=new, batch=int(index.shape[0]))
+
+    def start(self, batch: int = 1) -> torch.Tensor:
+        """The spec's ``z0`` repeated: ``(batch, D)``."""
+        z0 = torch.tensor(self.spec.start, dtype=self.dtype, device=self.device)
+        return z0.expand(batch, self.dim).clone()
+
+
+def compile_spec(
+    spec: Spec,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: str | torch.dtype | None = "float64",
+) -> FixedPointMap:
+    """Compile a spec's expressions and bind its values on ``device`` in ``dtype``.
+
+    Raises :class:`SpecError` for any problem in the spec, including shape mismatches, which are
+    found by one trial evaluation at ``z0`` (NaN or inf values there are not an error).
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    names = {"z"} | {p.name for p in spec.params} | {t.name for t in spec.tensors}
+    exprs = []
+    for dname, dtext in spec.define:
+        exprs.append((dname, compile_expression(dtext, names, field=f"define.{dname}")))
+        names.add(dname)
+    f = compile_expression(spec.f, names, field="f")
+
+    constants: dict[str, torch.Tensor] = {}
+    for expr in [f, *(e for _, e in exprs)]:
+        for c in expr.constants:
+            constants[constant_key(c)] = torch.tensor([c], dtype=dt, device=dev)
+    values: dict[str, torch.Tensor] = {}
+    for p in spec.params:
+        values[p.name] = torch.tensor([p.value], dtype=dt, device=dev)
+    for t in spec.tensors:
+        values[t.name] = materialize_tensor(t).to(device=dev, dtype=dt).unsqueeze(-1)
+
+    fmap = FixedPointMap(
+        spec=spec,
+        device=dev,
+        dtype=dt,
+        values=values,
+        _exprs=tuple(exprs),
+        _f=f,
+        _constants=constants,
+    )
+    # One trial evaluation, batch of 2, to surface shape errors with their positions.
+    z = fmap.start(2)
+    try:
+        with torch.no_grad():
+            out = fmap(z)
+    except SpecError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise SpecError(f"evaluating f failed: {exc}", field="f") from None
+    if out.shape != z.shape:  # pragma: no cover - _fit guarantees it
+        raise SpecError(f"f returned shape {tuple(out.shape)} for input {tuple(z.shape)}")
+    return fmap

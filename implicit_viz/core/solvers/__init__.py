@@ -1,0 +1,92 @@
+"""The solver registry: one signature, five solvers.
+
+``get_solver("anderson", m=5)`` builds a solver from its name and options;
+``available_solvers()`` lists the names in a stable order for combo boxes and CLI choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import fields
+from typing import Any
+
+from implicit_viz.core.errors import SolverError
+from implicit_viz.core.solvers.base import Solver
+
+_REGISTRY: dict[str, type[Solver]] = {}
+_ORDER = ("fixed_point", "damped", "anderson", "newton", "broyden")
+
+
+def register_solver(name: str):
+    """Class decorator: register a :class:`Solver` subclass under ``name``."""
+
+    def deco(cls: type[Solver]) -> type[Solver]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise SolverError(f"a solver named '{name}' is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_solvers() -> list[str]:
+    """Registered solver names, the five built-ins first."""
+    _load_builtins()
+    return sorted(_REGISTRY, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+
+
+def solver_class(name: str) -> type[Solver]:
+    """The class registered under ``name``; :class:`SolverError` lists the known names."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise SolverError(
+            f"unknown solver '{name}'; known: {', '.join(available_solvers())}.{hint}"
+        ) from None
+
+
+def solver_options(name: str) -> dict[str, Any]:
+    """Option names of a solver with their defaults, e.g. ``{"m": 5, "lam": 1e-4, "beta": 1.0}``."""
+    return {f.name: f.default for f in fields(solver_class(name))}
+
+
+def get_solver(name: str, **options: Any) -> Solver:
+    """Build solver ``name`` with ``options``; unknown options raise :class:`SolverError`."""
+    cls = solver_class(name)
+    known = solver_options(name)
+    bad = set(options) - set(known)
+    if bad:
+        allowed = ", ".join(known) or "none"
+        raise SolverError(
+            f"{name}: unknown option(s) {', '.join(sorted(bad))} (options: {allowed})"
+        )
+    coerced = {}
+    for key, value in options.items():
+        default = known[key]
+        try:
+            coerced[key] = type(default)(value) if default is not None else value
+        except (TypeError, ValueError):
+            raise SolverError(
+                f"{name}: option {key} needs a {type(default).__name__}, got {value!r}"
+            ) from None
+    return cls(**coerced)
+
+
+def _load_builtins() -> None:
+    if all(n in _REGISTRY for n in _ORDER):
+        return
+    from implicit_viz.core.solvers import anderson, broyden, damped, fixed_point, newton  # noqa: F401
+
+
+__all__ = [
+    "Solver",
+    "available_solvers",
+    "get_solver",
+    "register_solver",
+    "solver_class",
+    "solver_options",
+]

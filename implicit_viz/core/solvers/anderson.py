@@ -1,0 +1,77 @@
+"""Anderson acceleration (type II): mix the last ``m`` iterates to minimise the residual."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from implicit_viz.core.errors import SolverError
+from implicit_viz.core.solvers import register_solver
+from implicit_viz.core.solvers.base import Solver
+
+
+@register_solver("anderson")
+@dataclass(frozen=True)
+class Anderson(Solver):
+    """Anderson acceleration with memory ``m``, regularisation ``lam`` and mixing ``beta``.
+
+    Each step solves ``min_a ||sum_i a_i g_i||`` subject to ``sum_i a_i = 1`` over the last
+    ``k = min(n, m)`` residuals ``g_i = f(z_i) - z_i``, then sets
+    ``z <- beta sum a_i f(z_i) + (1 - beta) sum a_i z_i``. ``lam`` is relative: the Gram matrix
+    gets ``lam * max(diag)`` on its diagonal, so the regularisation keeps its effect as the
+    residuals shrink.
+    """
+
+    m: int = 5
+    lam: float = 1e-4
+    beta: float = 1.0
+    summary = "Anderson acceleration over the last m iterates"
+
+    def __post_init__(self) -> None:
+        if self.m < 1:
+            raise SolverError(f"anderson: m must be at least 1, got {self.m}")
+        if self.lam < 0:
+            raise SolverError(f"anderson: lam must be non-negative, got {self.lam}")
+        if not 0 < self.beta <= 2:
+            raise SolverError(f"anderson: beta must lie in (0, 2], got {self.beta}")
+
+    def init(self, f, z, fz):
+        d, b = z.shape
+        xs = z.new_zeros(self.m, d, b)
+        fs = z.new_zeros(self.m, d, b)
+        xs[0] = z
+        fs[0] = fz
+        return (xs, fs, 1)
+
+    def step(self, f, z, fz, state):
+        xs, fs, n = state
+        k = min(n, self.m)
+        if k == 1:
+            z_new = torch.lerp(z, fz, self.beta)
+        else:
+            x, fx = xs[:k], fs[:k]
+            g = fx - x  # (k, D, B)
+            gram = torch.einsum("idb,jdb->bij", g, g)  # (B, k, k)
+            diag = torch.diagonal(gram, dim1=-2, dim2=-1)
+            reg = self.lam * diag.amax(dim=-1, keepdim=True) + torch.finfo(z.dtype).tiny
+            gram = gram + torch.diag_embed(reg.expand(-1, k))
+            ones = torch.ones(gram.shape[0], k, 1, dtype=z.dtype, device=z.device)
+            y, info = torch.linalg.solve_ex(gram, ones)
+            alpha = (y / y.sum(dim=1, keepdim=True)).squeeze(-1)  # (B, k)
+            ok = (info == 0) & torch.isfinite(alpha).all(dim=-1)
+            # Where the small system failed, fall back to the newest iterate alone.
+            newest = torch.zeros_like(alpha)
+            newest[:, (n - 1) % self.m] = 1.0
+            alpha = torch.where(ok[:, None], alpha, newest)
+            mix_f = torch.einsum("bi,idb->db", alpha, fx)
+            if self.beta == 1.0:
+                z_new = mix_f
+            else:
+                mix_x = torch.einsum("bi,idb->db", alpha, x)
+                z_new = torch.lerp(mix_x, mix_f, self.beta)
+        fz_new = f(z_new)
+        slot = n % self.m
+        xs[slot] = z_new
+        fs[slot] = fz_new
+        return z_new, fz_new, (xs, fs, n + 1)

@@ -1,0 +1,82 @@
+"""The solver interface: a solver says how to take one step; the driver does everything else.
+
+All states are batch-last: ``z`` and ``fz`` are ``(D, B)`` and every tensor in a solver's state
+has the batch as its last dimension, so the driver can drop finished rows with :meth:`take`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+
+from implicit_viz.core.jacobian import BatchLastMap
+
+State = Any
+
+
+@dataclass(frozen=True)
+class Solver:
+    """Base class: frozen dataclass of the solver's own settings, with ``init`` and ``step``."""
+
+    name: ClassVar[str] = ""
+    #: One-line description for tables and the GUI.
+    summary: ClassVar[str] = ""
+    #: Map evaluations each step costs (per element).
+    f_evals_per_step: ClassVar[int] = 1
+    #: Jacobian evaluations each step costs (per element).
+    jac_evals_per_step: ClassVar[int] = 0
+
+    def init(self, f: BatchLastMap, z: torch.Tensor, fz: torch.Tensor) -> State:
+        """The state before the first step. ``z``, ``fz``: (D, B)."""
+        return None
+
+    def step(
+        self, f: BatchLastMap, z: torch.Tensor, fz: torch.Tensor, state: State
+    ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """One step: returns ``(z_new, f(z_new), state)``, each of the input's shape."""
+        raise NotImplementedError
+
+    def take(self, state: State, index: torch.Tensor) -> State:
+        """Keep only the rows ``index`` of every tensor in ``state`` (batch is the last dim)."""
+        return _take(state, index)
+
+    def predicted_rate(self, eigvals: torch.Tensor) -> torch.Tensor | None:
+        """Linear convergence rate this solver should show near ``z*``, from the eigenvalues
+        ``(B, D)`` (complex) of ``df/dz`` there; None where no simple prediction exists
+        (superlinear or history-dependent methods)."""
+        return None
+
+    def options(self) -> dict[str, Any]:
+        """The solver's settings as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _take(state: State, index: torch.Tensor) -> State:
+    if isinstance(state, torch.Tensor):
+        return state[..., index]
+    if isinstance(state, tuple):
+        return (
+            type(state)(*(_take(s, index) for s in state))
+            if hasattr(state, "_fields")
+            else tuple(_take(s, index) for s in state)
+        )
+    if isinstance(state, list):
+        return [_take(s, index) for s in state]
+    if isinstance(state, dict):
+        return {k: _take(v, index) for k, v in state.items()}
+    return state
+
+
+def eigenvalues(mat: torch.Tensor) -> torch.Tensor:
+    """Complex eigenvalues of each matrix in ``(B, D, D)`` -> ``(B, D)``; NaN where not finite."""
+    finite = torch.isfinite(mat).all(dim=(-1, -2))
+    safe = torch.where(finite[:, None, None], mat, torch.zeros_like(mat))
+    eig = torch.linalg.eigvals(safe)
+    return torch.where(finite[:, None], eig, torch.full_like(eig, complex(float("nan"), 0.0)))
+
+
+def spectral_radius(mat: torch.Tensor) -> torch.Tensor:
+    """``max |eig|`` of each matrix in ``(B, D, D)`` -> ``(B,)``; NaN where not finite."""
+    return eigenvalues(mat).abs().amax(dim=-1).to(mat.dtype)

@@ -1,0 +1,36 @@
+"""Damped (relaxed) iteration ``z <- (1 - beta) z + beta f(z)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from implicit_viz.core.errors import SolverError
+from implicit_viz.core.solvers import register_solver
+from implicit_viz.core.solvers.base import Solver
+
+
+@register_solver("damped")
+@dataclass(frozen=True)
+class Damped(Solver):
+    """``z <- (1 - beta) z + beta f(z)``; rate ``rho((1 - beta) I + beta df/dz)``.
+
+    ``beta`` in (0, 2): below 1 it damps oscillation (eigenvalues near -1), above 1 it
+    over-relaxes.
+    """
+
+    beta: float = 0.5
+    summary = "damped iteration z <- (1-beta) z + beta f(z)"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.beta < 2:
+            raise SolverError(f"damped: beta must lie in (0, 2), got {self.beta}")
+
+    def step(self, f, z, fz, state):
+        z_new = torch.lerp(z, fz, self.beta)
+        return z_new, f(z_new), state
+
+    def predicted_rate(self, eigvals: torch.Tensor) -> torch.Tensor:
+        # eigenvalues of (1 - beta) I + beta J are 1 - beta + beta * lambda
+        return (1 - self.beta + self.beta * eigvals).abs().amax(dim=-1)
