@@ -157,7 +157,7 @@ def compare(
         if opts.diagnostics:
             r = add_diagnostics(r, fmap, slv, known=info)
             info = info or known_info(r)
-        results.append(r)
+        results.append(replace(r, options=opts))
     return results
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 #: Where presets live; ``IMPLICIT_VIZ_PRESETS`` adds a folder searched first.
 PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.expr import CONSTANTS, FUNCTIONS, parse_expression

@@ -1,0 +1,209 @@
+"""``implicit-viz solve``: solve a spec with one or more solvers and compare them."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from implicit_viz.cli.common import (
+    CLIError,
+    add_compute_arguments,
+    add_spec_argument,
+    check_writable,
+    load_spec_with_overrides,
+    parse_value,
+    print_json,
+)
+
+_SPEC_SOLVE_KEYS = ("tol", "rtol", "max_iter", "div_bound", "period_tol", "max_period")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "solve",
+        help="solve z = f(x, z) with each named solver and compare them",
+        description="Solve a spec's fixed point with each named solver (default: all five) and "
+        "print a table, or one JSON document with --json.",
+    )
+    add_spec_argument(p)
+    p.add_argument(
+        "--solver",
+        dest="solvers",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fixed_point, damped, anderson, newton or broyden; repeatable or comma-separated "
+        "(default: the spec's [solver] solvers, else all)",
+    )
+    p.add_argument(
+        "--tol", type=float, help="absolute residual tolerance (default from spec, 1e-6)"
+    )
+    p.add_argument("--rtol", type=float, help="relative tolerance on ||f(z)|| (default 0)")
+    p.add_argument("--max-iter", type=int, help="step budget per solver (default from spec, 200)")
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="solver option, e.g. beta=0.7 (every solver that has it) or anderson.m=3; repeatable",
+    )
+    add_compute_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
+    p.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write z and the residual at every step, per solver, to FILE (.csv, .npz or .json)",
+    )
+    p.set_defaults(run=run)
+
+
+def solver_names(args_solvers: list[str], spec_solver: dict[str, Any]) -> list[str]:
+    from implicit_viz.core.solvers import available_solvers, solver_class
+
+    names = [n.strip() for item in args_solvers for n in item.split(",") if n.strip()]
+    if not names:
+        names = list(spec_solver.get("solvers", [])) or available_solvers()
+    for n in names:
+        solver_class(n)  # raises SolverError listing the known names
+    return list(dict.fromkeys(names))
+
+
+def solver_option_table(
+    names: list[str], spec_solver: dict[str, Any], opts: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per-solver options: the spec's ``[solver.NAME]`` tables, then ``--opt`` on top."""
+    from implicit_viz.core.solvers import solver_options
+
+    table: dict[str, dict[str, Any]] = {}
+    for n in names:
+        known = solver_options(n)
+        section = spec_solver.get(n, {})
+        table[n] = {k: v for k, v in section.items() if k in known}
+        bad = set(section) - set(known)
+        if bad:
+            raise CLIError(
+                f"[solver.{n}] has unknown option(s) {', '.join(sorted(bad))} "
+                f"(options: {', '.join(known) or 'none'})"
+            )
+    for item in opts:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f"--opt needs KEY=VALUE, got '{item}'")
+        key = key.strip()
+        target, _, opt = key.rpartition(".")
+        val = parse_value(value.strip())
+        if target:
+            if target not in table:
+                raise CLIError(f"--opt {key}: solver '{target}' is not among {', '.join(names)}")
+            if opt not in solver_options(target):
+                raise CLIError(
+                    f"--opt {key}: {target} has no option '{opt}' "
+                    f"(options: {', '.join(solver_options(target)) or 'none'})"
+                )
+            table[target][opt] = val
+        else:
+            hits = [n for n in names if opt in solver_options(n)]
+            if not hits:
+                raise CLIError(f"--opt {key}: none of {', '.join(names)} has an option '{opt}'")
+            for n in hits:
+                table[n][opt] = val
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    from implicit_viz.core.driver import compare
+    from implicit_viz.core.export import TRACE_SUFFIXES, write_trace
+    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.result import SolveOptions
+
+    if args.trace:
+        check_writable(args.trace, TRACE_SUFFIXES)
+    spec = load_spec_with_overrides(args.spec, args.assignments)
+    spec_solver = dict(spec.solver)
+    names = solver_names(args.solvers, spec_solver)
+    per_solver = solver_option_table(names, spec_solver, args.opt)
+
+    base = {k: spec_solver[k] for k in _SPEC_SOLVE_KEYS if k in spec_solver}
+    for key, value in (("tol", args.tol), ("rtol", args.rtol), ("max_iter", args.max_iter)):
+        if value is not None:
+            base[key] = value
+    options = SolveOptions(**base, trace=bool(args.trace))
+
+    fmap = compile_spec(spec, device=args.device, dtype=args.dtype)
+    results = compare(fmap, names, options=options, solver_options=per_solver)
+
+    if args.trace:
+        write_trace(args.trace, spec, results)
+    if args.json:
+        from implicit_viz.core.export import metadata
+
+        meta = metadata(spec, results)
+        print_json(
+            {
+                "spec_name": spec.name,
+                "spec_path": spec.path,
+                "device": meta["device"],
+                "dtype": meta["dtype"],
+                "options": meta["options"],
+                "status_codes": meta["status_codes"],
+                "trace": args.trace,
+                "results": [r.element(0) for r in results],
+            }
+        )
+        return 0
+    _print_table(spec, results, args)
+    return 0
+
+
+def _fmt(v: float | None, spec: str = ".3g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _print_table(spec, results, args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    first = results[0]
+    title = (
+        f"{spec.name} (dim {spec.dim}) on {first.device}, {first.dtype}, "
+        f"tol {first.options.tol:g}, max_iter {first.options.max_iter}"
+    )
+    table = Table(title=title, title_justify="left")
+    for col, justify in (
+        ("solver", "left"),
+        ("outcome", "left"),
+        ("iters", "right"),
+        ("residual", "right"),
+        ("f-evals", "right"),
+        ("time ms", "right"),
+        ("rate obs", "right"),
+        ("rate pred", "right"),
+        ("rho(df/dz)", "right"),
+        ("z", "left"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=col != "z")
+    colors = {"converged": "green", "diverged": "red", "periodic": "yellow", "max_iter": "magenta"}
+    for r in results:
+        e = r.element(0)
+        outcome = e["status"] + (f" (k={e['period']})" if e["status"] == "periodic" else "")
+        fev = str(e["f_evals"]) + (f" +{e['jac_evals']}J" if e["jac_evals"] else "")
+        zs = [v for v in e["z"][:4]]
+        ztxt = "[" + ", ".join(_fmt(v, ".6g") for v in zs) + (", ...]" if spec.dim > 4 else "]")
+        table.add_row(
+            e["solver"],
+            f"[{colors.get(e['status'], 'white')}]{outcome}[/]",
+            str(e["iterations"]),
+            _fmt(e["residual"], ".2e"),
+            fev,
+            f"{e['time_s'] * 1e3:.2f}",
+            _fmt(e["observed_rate"]),
+            _fmt(e["predicted_rate"]),
+            _fmt(e["spectral_radius"]),
+            ztxt,
+        )
+    console.print(table)
+    if args.trace:
+        console.print(f"trace written to {args.trace}")
