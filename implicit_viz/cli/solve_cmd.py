@@ -129,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
             base[key] = value
     options = SolveOptions(**base, trace=bool(args.trace))
 
+    import torch
+
+    # One solve of a small map is a chain of microsecond ops: a second thread only adds
+    # wake-up latency, and on a busy machine it can stall for tens of milliseconds.
+    torch.set_num_threads(1)
     fmap = compile_spec(spec, device=args.device, dtype=args.dtype)
     results = compare(fmap, names, options=options, solver_options=per_solver)
 

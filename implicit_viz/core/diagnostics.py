@@ -99,7 +99,8 @@ def add_diagnostics(
     Jacobian-based numbers are computed at converged elements only (NaN elsewhere), and skipped
     (all NaN) when the batch is too large for dense Jacobians. ``known`` (same batch size) holds
     Jacobian summaries already computed, e.g. by another solver: they are reused for elements
-    whose ``z*`` lies within ``1e-6 (1 + ||z*||)`` of the known point.
+    whose ``z*`` lies within ``max(1e-6, 100 tol) (1 + ||z*||)`` of the known point (solvers
+    stopped by the same tolerance land that close to each other).
     """
     b, d = result.z.shape
     nan = torch.full((b,), float("nan"), dtype=result.z.dtype, device=result.z.device)
@@ -111,7 +112,8 @@ def add_diagnostics(
         todo = conv.clone()
         if known is not None:
             scale = 1 + result.z.abs().amax(dim=-1)
-            near = (result.z - known.z).abs().amax(dim=-1) <= 1e-6 * scale
+            radius = max(1e-6, 100 * result.options.tol)
+            near = (result.z - known.z).abs().amax(dim=-1) <= radius * scale
             reuse = conv & near & torch.isfinite(known.norm)
             eig[reuse] = known.eigvals[reuse].to(eig.dtype)
             norm[reuse] = known.norm[reuse]

@@ -245,11 +245,15 @@ def _run(
         thr = opts.tol + opts.rtol * torch.linalg.vector_norm(fz, dim=0) if opts.rtol else opts.tol
         check_point = k >= 4 and (k % opts.period_every == 0 or k == t_max)
         if cpu and not check_point:
-            # Cheap test: is every live element still above tolerance and finite?
-            quiet = (res > thr) & (res < inf)
+            # Cheap test: is every live element still above tolerance and finite? (NaN fails
+            # both comparisons, so it counts as an event.)
             if n_done:
-                quiet = quiet | done
-            event = not bool(quiet.all())
+                event = not bool(((res > thr) & (res < inf) | done).all())
+            elif opts.rtol:
+                event = not bool(((res > thr) & (res < inf)).all())
+            else:
+                lo, hi = torch.aminmax(res)
+                event = not (float(lo) > thr and float(hi) < inf)
         else:
             event = True
         if event:

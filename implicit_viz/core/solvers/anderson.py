@@ -36,13 +36,19 @@ class Anderson(Solver):
         if not 0 < self.beta <= 2:
             raise SolverError(f"anderson: beta must lie in (0, 2], got {self.beta}")
 
+    # History is stored batch-first, (B, m, D), so the small Gram systems are plain batched
+    # matmuls; ``take`` therefore slices dimension 0.
     def init(self, f, z, fz):
         d, b = z.shape
-        xs = z.new_zeros(self.m, d, b)
-        fs = z.new_zeros(self.m, d, b)
-        xs[0] = z
-        fs[0] = fz
+        xs = z.new_zeros(b, self.m, d)
+        fs = z.new_zeros(b, self.m, d)
+        xs[:, 0] = z.T
+        fs[:, 0] = fz.T
         return (xs, fs, 1)
+
+    def take(self, state, index):
+        xs, fs, n = state
+        return (xs[index], fs[index], n)
 
     def step(self, f, z, fz, state):
         xs, fs, n = state
@@ -50,28 +56,29 @@ class Anderson(Solver):
         if k == 1:
             z_new = torch.lerp(z, fz, self.beta)
         else:
-            x, fx = xs[:k], fs[:k]
-            g = fx - x  # (k, D, B)
-            gram = torch.einsum("idb,jdb->bij", g, g)  # (B, k, k)
+            x, fx = xs[:, :k], fs[:, :k]  # (B, k, D)
+            g = fx - x
+            gram = g @ g.transpose(1, 2)  # (B, k, k)
             diag = torch.diagonal(gram, dim1=-2, dim2=-1)
             reg = self.lam * diag.amax(dim=-1, keepdim=True) + torch.finfo(z.dtype).tiny
             gram = gram + torch.diag_embed(reg.expand(-1, k))
-            ones = torch.ones(gram.shape[0], k, 1, dtype=z.dtype, device=z.device)
+            ones = gram.new_ones(gram.shape[0], k, 1)
             y, info = torch.linalg.solve_ex(gram, ones)
-            alpha = (y / y.sum(dim=1, keepdim=True)).squeeze(-1)  # (B, k)
-            ok = (info == 0) & torch.isfinite(alpha).all(dim=-1)
-            # Where the small system failed, fall back to the newest iterate alone.
-            newest = torch.zeros_like(alpha)
-            newest[:, (n - 1) % self.m] = 1.0
-            alpha = torch.where(ok[:, None], alpha, newest)
-            mix_f = torch.einsum("bi,idb->db", alpha, fx)
+            alpha = y / y.sum(dim=1, keepdim=True)  # (B, k, 1)
+            if bool(info.any()):
+                # Where the small system failed, fall back to the newest iterate alone.
+                newest = torch.zeros_like(alpha)
+                newest[:, (n - 1) % self.m] = 1.0
+                alpha = torch.where((info != 0)[:, None, None], newest, alpha)
+            at = alpha.transpose(1, 2)  # (B, 1, k)
+            mix_f = (at @ fx).squeeze(1).T  # (D, B)
             if self.beta == 1.0:
                 z_new = mix_f
             else:
-                mix_x = torch.einsum("bi,idb->db", alpha, x)
+                mix_x = (at @ x).squeeze(1).T
                 z_new = torch.lerp(mix_x, mix_f, self.beta)
         fz_new = f(z_new)
         slot = n % self.m
-        xs[slot] = z_new
-        fs[slot] = fz_new
+        xs[:, slot] = z_new.T
+        fs[:, slot] = fz_new.T
         return z_new, fz_new, (xs, fs, n + 1)

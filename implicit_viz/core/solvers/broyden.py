@@ -29,25 +29,27 @@ class Broyden(Solver):
         if not 0 < self.beta <= 1:
             raise SolverError(f"broyden: beta must lie in (0, 1], got {self.beta}")
 
+    # H is stored batch-first, (B, D, D), for batched matmuls; ``take`` slices dimension 0.
     def init(self, f, z, fz):
         d, b = z.shape
         eye = torch.eye(d, dtype=z.dtype, device=z.device)
-        return -eye.unsqueeze(-1).repeat(1, 1, b)  # H: (D, D, B)
+        return -eye.expand(b, d, d).clone()
+
+    def take(self, state, index):
+        return state[index]
 
     def step(self, f, z, fz, state):
-        h = state
-        g = fz - z
-        dz = -self.beta * torch.einsum("ijb,jb->ib", h, g)
-        z_new = z + dz
+        h = state  # (B, D, D)
+        g = (fz - z).T.unsqueeze(-1)  # (B, D, 1)
+        dz = -self.beta * (h @ g)  # (B, D, 1)
+        z_new = z + dz.squeeze(-1).T
         fz_new = f(z_new)
-        dg = (fz_new - z_new) - g
-        h_dg = torch.einsum("ijb,jb->ib", h, dg)  # (D, B)
-        dz_h = torch.einsum("ib,ijb->jb", dz, h)  # (D, B) = (dz^T H)^T
-        denom = (dz * h_dg).sum(dim=0)  # (B,)
-        scale = dz.abs().amax(dim=0) * h_dg.abs().amax(dim=0)
+        dg = (fz_new - z_new).T.unsqueeze(-1) - g
+        h_dg = h @ dg  # (B, D, 1)
+        dz_h = dz.transpose(1, 2) @ h  # (B, 1, D)
+        denom = (dz * h_dg).sum(dim=(1, 2))  # (B,)
+        scale = dz.abs().amax(dim=(1, 2)) * h_dg.abs().amax(dim=(1, 2))
         ok = torch.isfinite(denom) & (denom.abs() > 1e-12 * scale + torch.finfo(z.dtype).tiny)
-        coef = torch.where(
-            ok, 1.0 / torch.where(ok, denom, torch.ones_like(denom)), torch.zeros_like(denom)
-        )
-        h = h + (dz - h_dg).unsqueeze(1) * (dz_h * coef).unsqueeze(0)
+        coef = torch.where(ok, denom, torch.ones_like(denom)).reciprocal() * ok
+        h = h + ((dz - h_dg) * coef[:, None, None]) @ dz_h
         return z_new, fz_new, h
