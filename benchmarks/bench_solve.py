@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from implicit_viz.core.diagnostics import add_diagnostics, jacobian_at, jacobian_info
-from implicit_viz.core.driver import _BatchLast, compare, solve
-from implicit_viz.core.jacobian import jacobian_batch_last
+from implicit_viz.core.driver import compare, solve
+from implicit_viz.core.jacobians import jacobian_batch_last
 from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.solvers import get_solver
 from implicit_viz.core.spec import load_spec, parse_spec
@@ -689,7 +689,7 @@ def profile(p: Problem, device: str, reps: int, warmup: int) -> dict[str, Any]:
     zb = torch.as_tensor(p.z_ref, dtype=dt, device=dev)
     z_last = zb.unsqueeze(1).contiguous()  # (D, 1)
     z_first = zb.unsqueeze(0)  # (1, D)
-    bl = _BatchLast(fmap)
+    bl = fmap.as_batch_last()
     zn = p.z_ref.copy()
     r_any = solve(fmap, "fixed_point", tol=tol, max_iter=mi, diagnostics=False)
     fp_solver = get_solver("fixed_point")

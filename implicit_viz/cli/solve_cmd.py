@@ -190,10 +190,20 @@ def _print_table(spec, results, args) -> None:
         ("z", "left"),
     ):
         table.add_column(col, justify=justify, no_wrap=col != "z")
-    colors = {"converged": "green", "diverged": "red", "periodic": "yellow", "max_iter": "magenta"}
+    colors = {
+        "converged": "green",
+        "diverged": "red",
+        "periodic": "yellow",
+        "max_iter": "magenta",
+        "chaotic": "bright_red",
+    }
     for r in results:
         e = r.element(0)
-        outcome = e["status"] + (f" (k={e['period']})" if e["status"] == "periodic" else "")
+        outcome = e["status"]
+        if e["status"] == "periodic":
+            outcome += f" (k={e['period']})"
+        elif e["lyapunov"] is not None:
+            outcome += f" (λ={e['lyapunov']:.2g})"
         fev = str(e["f_evals"]) + (f" +{e['jac_evals']}J" if e["jac_evals"] else "")
         zs = [v for v in e["z"][:4]]
         ztxt = "[" + ", ".join(_fmt(v, ".6g") for v in zs) + (", ...]" if spec.dim > 4 else "]")

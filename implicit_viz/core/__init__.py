@@ -38,7 +38,8 @@ _EXPORTS = {
     "get_solver": "implicit_viz.core.solvers",
     "available_solvers": "implicit_viz.core.solvers",
     "register_solver": "implicit_viz.core.solvers",
-    "jacobian": "implicit_viz.core.jacobian",
+    "jacobian": "implicit_viz.core.jacobians",
+    "jacobian_at": "implicit_viz.core.diagnostics",
 }
 
 __all__ = sorted(_EXPORTS)

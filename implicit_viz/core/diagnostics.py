@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from implicit_viz.core.jacobian import jacobian_batch_last
+from implicit_viz.core.jacobians import jacobian
 from implicit_viz.core.solvers.base import eigenvalues
 from implicit_viz.core.status import Status
 
@@ -72,10 +72,8 @@ def observed_rate(
 
 def jacobian_at(fmap: FixedPointMap, z: torch.Tensor) -> torch.Tensor:
     """``df/dz`` at ``z: (B, D)`` -> ``(B, D, D)``, using the map's per-row values."""
-    from implicit_viz.core.driver import _BatchLast
-
     with torch.no_grad():
-        return jacobian_batch_last(_BatchLast(fmap), z.T.contiguous()).permute(2, 0, 1)
+        return jacobian(fmap, z)
 
 
 def jacobian_info(fmap: FixedPointMap, z: torch.Tensor) -> JacobianInfo:

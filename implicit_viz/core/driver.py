@@ -28,23 +28,11 @@ from implicit_viz.core.status import Status
 
 log = logging.getLogger(__name__)
 
+#: A cycle's mismatch after one period must be below this fraction of its points' spread.
+_CYCLE_REL = 1e-3
+
 ProgressFn = Callable[[int, int], None]
 """``progress(step, live_elements)``, called at the driver's check points."""
-
-
-class _BatchLast:
-    """Adapter: a :class:`FixedPointMap` seen as a batch-last map with ``take``."""
-
-    __slots__ = ("fmap",)
-
-    def __init__(self, fmap: FixedPointMap) -> None:
-        self.fmap = fmap
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return self.fmap.batch_last(z)
-
-    def take(self, index: torch.Tensor) -> _BatchLast:
-        return _BatchLast(self.fmap.take(index))
 
 
 def resolve_solver(solver: str | Solver, solver_options: Mapping[str, Any] | None = None) -> Solver:
@@ -187,7 +175,7 @@ def _run(
     out_period = torch.zeros(b, dtype=torch.int64, device=dev)
     cycle = torch.full((b, opts.max_period, d), nan, dtype=dt, device=dev)
 
-    f = _BatchLast(fmap)
+    f = fmap.as_batch_last()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
@@ -317,7 +305,21 @@ def _run(
     end_code = int(Status.NOT_RUN if cancelled else Status.MAX_ITER)
     status = torch.where(live, end_code, status)
     iters = torch.where(live, k, iters)
+    lyap_w = None
+    step_map = slv.iteration_map(f)
+    if not cancelled and opts.lyapunov_steps and step_map is not None and bool(live.any()):
+        sel = live.nonzero().squeeze(1)
+        lyap_w = torch.full((bw,), nan, dtype=dt, device=dev)
+        lyap_w[sel] = lyapunov_estimate(step_map, sel, z[:, sel], opts.lyapunov_steps)
+        chaotic = live & (lyap_w > opts.chaos_threshold)
+        status = torch.where(chaotic, int(Status.CHAOTIC), status)
     write_back(None)
+    lyapunov = torch.full((b,), nan, dtype=dt, device=dev)
+    if lyap_w is not None:
+        if rows is None:
+            lyapunov = lyap_w
+        else:
+            lyapunov[rows] = lyap_w
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     elapsed = time.perf_counter() - t0
@@ -341,6 +343,7 @@ def _run(
         time_s=elapsed,
         device=str(dev),
         dtype=str(dt).replace("torch.", ""),
+        lyapunov=lyapunov,
         trajectory=None if traj is None else traj[: steps_run + 1].permute(2, 0, 1).contiguous(),
         step_time_s=None if step_times is None else step_times[: steps_run + 1],
     )
@@ -368,11 +371,51 @@ def _detect_period(
     thr = opts.period_tol * (1 + z_t.abs().amax(dim=0))  # (Bw,)
     d1 = (ordered[2 : p_max + 1] - z_t).abs().amax(dim=1)  # p = 2..P: z_T vs z_{T-p}
     d2 = (ordered[2 : p_max + 1] - ordered[4 : 2 * p_max + 1 : 2]).abs().amax(dim=1)
-    hit = (d1 <= thr) & (d2 <= thr)  # (P-1, Bw)
     spread = (ordered[0] - ordered[1]).abs().amax(dim=0)
+    # A cycle repeats to within thr, and its mismatch is tiny beside the distance between its
+    # points. The second test rejects a slow alternating approach to a fixed point (multiplier
+    # near -1), whose iterates two steps apart differ by a fixed fraction of the step.
+    tight = torch.minimum(thr, _CYCLE_REL * spread)
+    hit = (d1 <= tight) & (d2 <= tight)  # (P-1, Bw)
     found = hit.any(dim=0) & (spread > 10 * thr) & ~done & torch.isfinite(spread)
     per = hit.to(torch.int8).argmax(dim=0) + 2
     return found, per, ordered
+
+
+def lyapunov_estimate(
+    step_map: Callable[[torch.Tensor], torch.Tensor],
+    rows: torch.Tensor,
+    z: torch.Tensor,
+    steps: int,
+) -> torch.Tensor:
+    """Largest Lyapunov exponent of an iteration along the orbit from ``z: (D, n)``.
+
+    Benettin's twin-orbit method: a neighbour at relative distance ``sqrt(eps)`` is carried
+    along and renormalised every step; the exponent is the mean log growth per step (natural
+    log). Negative: the orbit contracts (fixed point or cycle); about 0: quasi-periodic;
+    positive: chaos. ``step_map`` works on the working batch; ``rows`` selects the rows of ``z``.
+
+    Returns
+    -------
+    Tensor (n,)
+    """
+    f = step_map.take(rows) if hasattr(step_map, "take") else step_map
+    d, n = z.shape
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(d, n, generator=gen, dtype=torch.float64).to(z)
+    v = v / torch.linalg.vector_norm(v, dim=0).clamp_min(1e-300)
+    eps = torch.finfo(z.dtype).eps ** 0.5 * (1 + z.abs().amax(dim=0))
+    total = torch.zeros(n, dtype=z.dtype, device=z.device)
+    for _ in range(steps):
+        z1 = f(z)
+        z2 = f(z + eps * v)
+        dz = z2 - z1
+        grow = torch.linalg.vector_norm(dz, dim=0)
+        total = total + torch.log(grow.clamp_min(torch.finfo(z.dtype).tiny) / eps)
+        v = dz / grow.clamp_min(torch.finfo(z.dtype).tiny)
+        z = z1
+    lam = total / steps
+    return torch.where(torch.isfinite(lam), lam, torch.full_like(lam, float("nan")))
 
 
 def _store_cycles(

@@ -43,6 +43,7 @@ _PER_ELEMENT = (
     "jac_norm",
     "predicted_rate",
     "observed_rate",
+    "lyapunov",
 )
 
 

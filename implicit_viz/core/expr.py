@@ -20,6 +20,7 @@ import ast
 import difflib
 import functools
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -167,6 +168,13 @@ def parse_expression(text: str, names: Iterable[str], *, field: str | None = "f"
 
 
 def _parse(text: str, field: str | None) -> ast.Expression:
+    with warnings.catch_warnings():
+        # e.g. "invalid decimal literal" for '1if': the SyntaxError or SpecError says enough
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return _parse_quiet(text, field)
+
+
+def _parse_quiet(text: str, field: str | None) -> ast.Expression:
     try:
         return ast.parse(text, mode="eval")
     except SyntaxError as exc:
@@ -185,8 +193,11 @@ def _parse(text: str, field: str | None) -> ast.Expression:
                 if getattr(node, "lineno", None) == 1 and hasattr(node, "col_offset"):
                     node.col_offset = max(node.col_offset - 1, 0)
             return tree
-    line = first.lineno or 1
-    col = first.offset or 1
+    lines = text.splitlines() or [""]
+    line = min(max(first.lineno or 1, 1), len(lines))
+    col = first.offset or 0
+    if not 1 <= col <= len(lines[line - 1]):
+        col = len(lines[line - 1]) + 1  # Python reports 0 (or past the end) at end of input
     raise SpecError(
         f"syntax error: {first.msg or 'invalid syntax'}",
         field=field,
@@ -204,7 +215,9 @@ def _check(node: ast.AST, allowed: set[str], src: str, field: str | None, depth:
         v = node.value
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             kind = "string" if isinstance(v, (str, bytes)) else type(v).__name__
-            raise _error(node, f"forbidden construct: {kind} literal {v!r}", src, field)
+            raise _error(node, f"forbidden construct: {kind} literal {v!r:.40}", src, field)
+        if isinstance(v, int) and abs(v) > 2**1023:
+            raise _error(node, "number literal too large for a float", src, field)
         return
     if isinstance(node, ast.Name):
         if node.id not in allowed:
@@ -291,6 +304,9 @@ def _check_index(node: ast.AST, src: str, field: str | None) -> None:
     parts = node.elts if isinstance(node, ast.Tuple) else [node]
     if not parts:
         raise _error(node, "empty index", src, field)
+    for c in ast.walk(node):
+        if isinstance(c, ast.Constant) and type(c.value) is int and abs(c.value) > 2**62:
+            raise _error(c, "index too large", src, field)
     for p in parts:
         if isinstance(p, ast.Slice):
             for b in (p.lower, p.upper, p.step):

@@ -18,7 +18,7 @@ import torch
 
 from implicit_viz.core.device import resolve_device, resolve_dtype
 from implicit_viz.core.errors import SpecError
-from implicit_viz.core.expr import CompiledExpression, compile_expression, constant_key
+from implicit_viz.core.expr import CONSTANTS, CompiledExpression, compile_expression, constant_key
 from implicit_viz.core.spec import Spec, TensorSpec
 
 
@@ -92,6 +92,10 @@ class FixedPointMap:
         """Evaluate ``f`` on ``z: (B, D)``; returns ``(B, D)``."""
         return self.batch_last(z.T).T
 
+    def as_batch_last(self) -> BatchLastView:
+        """This map as the solvers see it: called on ``(D, B)``, sliced by ``take``."""
+        return BatchLastView(self)
+
     def _fit(self, out: Any, batch: int) -> torch.Tensor:
         shape = tuple(out.shape[:-1])
         if shape == () and self.dim == 1:
@@ -161,6 +165,22 @@ class FixedPointMap:
         return z0.expand(batch, self.dim).clone()
 
 
+class BatchLastView:
+    """A :class:`FixedPointMap` seen batch-last: ``view(z)`` with ``z: (D, B)``; ``take(index)``
+    slices its per-row values. This is the map type solvers and Jacobians work with."""
+
+    __slots__ = ("fmap",)
+
+    def __init__(self, fmap: FixedPointMap) -> None:
+        self.fmap = fmap
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fmap.batch_last(z)
+
+    def take(self, index: torch.Tensor) -> BatchLastView:
+        return BatchLastView(self.fmap.take(index))
+
+
 def compile_spec(
     spec: Spec,
     *,
@@ -181,7 +201,9 @@ def compile_spec(
         names.add(dname)
     f = compile_expression(spec.f, names, field="f")
 
-    constants: dict[str, torch.Tensor] = {}
+    constants: dict[str, torch.Tensor] = {
+        name: torch.tensor([value], dtype=dt, device=dev) for name, value in CONSTANTS.items()
+    }
     for expr in [f, *(e for _, e in exprs)]:
         for c in expr.constants:
             constants[constant_key(c)] = torch.tensor([c], dtype=dt, device=dev)
@@ -207,7 +229,7 @@ def compile_spec(
             out = fmap(z)
     except SpecError:
         raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
         raise SpecError(f"evaluating f failed: {exc}", field="f") from None
     if out.shape != z.shape:  # pragma: no cover - _fit guarantees it
         raise SpecError(f"f returned shape {tuple(out.shape)} for input {tuple(z.shape)}")

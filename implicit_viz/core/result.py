@@ -40,6 +40,11 @@ class SolveOptions:
         At each converged ``z*``: spectral radius and 2-norm of ``df/dz``, predicted rate.
     compact_every : int
         Steps between removals of finished elements from the working batch.
+    lyapunov_steps : int
+        For elements still running at the budget, under naive or damped iteration: steps of a
+        twin orbit that estimate the largest Lyapunov exponent (0 turns it off).
+    chaos_threshold : float
+        Such an element is ``chaotic`` when its exponent exceeds this (per step, natural log).
     """
 
     tol: float = 1e-6
@@ -52,6 +57,8 @@ class SolveOptions:
     trace: bool = False
     diagnostics: bool = True
     compact_every: int = 8
+    lyapunov_steps: int = 100
+    chaos_threshold: float = 0.02
 
     def __post_init__(self) -> None:
         if not (self.tol > 0 and math.isfinite(self.tol)):
@@ -66,6 +73,8 @@ class SolveOptions:
             raise SolverError(f"period_tol must be positive, got {self.period_tol}")
         if not 2 <= self.max_period <= 1024:
             raise SolverError(f"max_period must lie in 2..1024, got {self.max_period}")
+        if not 0 <= self.lyapunov_steps <= 100_000:
+            raise SolverError(f"lyapunov_steps must lie in 0..100000, got {self.lyapunov_steps}")
         if self.period_every < 1 or self.compact_every < 1:
             raise SolverError("period_every and compact_every must be at least 1")
 
@@ -103,6 +112,9 @@ class SolveResult:
         Iterates at steps 0..T when ``options.trace``; NaN after an element stopped.
     step_time_s : Tensor (T + 1,) or None
         Wall time from the start at each step, when ``options.trace``.
+    lyapunov : Tensor (B,) or None
+        Largest Lyapunov exponent estimate (per step) for elements that ran out of budget
+        under naive or damped iteration; NaN elsewhere. Positive means ``chaotic``.
     spectral_radius, jac_norm, predicted_rate, observed_rate : Tensor (B,) or None
         Diagnostics at the final iterate (NaN where not meaningful); see
         :mod:`implicit_viz.core.diagnostics`.
@@ -123,6 +135,7 @@ class SolveResult:
     time_s: float
     device: str
     dtype: str
+    lyapunov: torch.Tensor | None = None
     trajectory: torch.Tensor | None = None
     step_time_s: torch.Tensor | None = None
     spectral_radius: torch.Tensor | None = None
@@ -169,6 +182,7 @@ class SolveResult:
             "jac_norm": num(self.jac_norm),
             "predicted_rate": num(self.predicted_rate),
             "observed_rate": num(self.observed_rate),
+            "lyapunov": num(self.lyapunov),
             "device": self.device,
             "dtype": self.dtype,
         }
@@ -196,6 +210,7 @@ class SolveResult:
             "jac_norm",
             "predicted_rate",
             "observed_rate",
+            "lyapunov",
         ):
             v = getattr(self, key)
             if v is not None:

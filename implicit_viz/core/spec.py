@@ -327,7 +327,10 @@ def parse_spec(text: str, *, path: str | None = None) -> Spec:
         m = _TOML_POS.search(msg)
         line = int(m.group(1)) if m else None
         col = int(m.group(2)) if m else None
-        msg = _TOML_POS.sub("", msg).strip()
+        if m is None and "end of document" in msg:
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+        msg = _TOML_POS.sub("", msg).replace("(at end of document)", "at the end").strip()
         raise SpecError(
             f"invalid TOML: {msg}", field="toml", line=line, column=col, source=text
         ) from None

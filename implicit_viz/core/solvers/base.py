@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from implicit_viz.core.jacobian import BatchLastMap
+from implicit_viz.core.jacobians import BatchLastMap
 
 State = Any
 
@@ -37,6 +37,11 @@ class Solver:
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """One step: returns ``(z_new, f(z_new), state)``, each of the input's shape."""
         raise NotImplementedError
+
+    def iteration_map(self, f: BatchLastMap) -> BatchLastMap | None:
+        """The map ``z -> z_next`` this solver iterates, when it is a map of ``z`` alone (used
+        for Lyapunov estimates); None for solvers with memory or Jacobians."""
+        return None
 
     def take(self, state: State, index: torch.Tensor) -> State:
         """Keep only the rows ``index`` of every tensor in ``state`` (batch is the last dim)."""

@@ -31,6 +31,25 @@ class Damped(Solver):
         z_new = torch.lerp(z, fz, self.beta)
         return z_new, f(z_new), state
 
+    def iteration_map(self, f):
+        return _DampedMap(f, self.beta)
+
     def predicted_rate(self, eigvals: torch.Tensor) -> torch.Tensor:
         # eigenvalues of (1 - beta) I + beta J are 1 - beta + beta * lambda
         return (1 - self.beta + self.beta * eigvals).abs().amax(dim=-1)
+
+
+class _DampedMap:
+    """``z -> (1 - beta) z + beta f(z)`` as a batch-last map with ``take``."""
+
+    __slots__ = ("beta", "f")
+
+    def __init__(self, f, beta: float) -> None:
+        self.f = f
+        self.beta = beta
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.lerp(z, self.f(z), self.beta)
+
+    def take(self, index: torch.Tensor) -> _DampedMap:
+        return _DampedMap(self.f.take(index), self.beta)

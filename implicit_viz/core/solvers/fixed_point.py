@@ -20,5 +20,8 @@ class FixedPoint(Solver):
     def step(self, f, z, fz, state):
         return fz, f(fz), state
 
+    def iteration_map(self, f):
+        return f
+
     def predicted_rate(self, eigvals: torch.Tensor) -> torch.Tensor:
         return eigvals.abs().amax(dim=-1)

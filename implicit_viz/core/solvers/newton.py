@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from implicit_viz.core.errors import SolverError
-from implicit_viz.core.jacobian import jacobian_batch_last
+from implicit_viz.core.jacobians import jacobian_batch_last
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
 

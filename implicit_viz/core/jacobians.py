@@ -7,7 +7,7 @@ sample ``b``'s Jacobian. Per-row params are repeated the same way (``BatchLastMa
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -50,6 +50,12 @@ def jacobian_batch_last(f: BatchLastMap, z: torch.Tensor) -> torch.Tensor:
     return grad.reshape(d, d, b).permute(1, 0, 2)
 
 
-def jacobian(f: BatchLastMap, z: torch.Tensor) -> torch.Tensor:
-    """Batch-first Jacobian: ``z: (B, D)`` -> ``J: (B, D, D)`` with ``J[b, i, j] = df_i/dz_j``."""
+def jacobian(f: Any, z: torch.Tensor) -> torch.Tensor:
+    """Batch-first Jacobian: ``z: (B, D)`` -> ``J: (B, D, D)`` with ``J[b, i, j] = df_i/dz_j``.
+
+    ``f`` is a :class:`~implicit_viz.core.problem.FixedPointMap` (its per-row values are used)
+    or any :class:`BatchLastMap`.
+    """
+    if hasattr(f, "as_batch_last"):  # a FixedPointMap
+        f = f.as_batch_last()
     return jacobian_batch_last(f, z.T.contiguous()).permute(2, 0, 1)
