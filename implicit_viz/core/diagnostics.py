@@ -128,7 +128,10 @@ def add_diagnostics(
             pred = torch.where(conv, p.to(pred.dtype), pred)
     else:
         eig = None
-    obs = observed_rate(result.residuals, result.iterations)
+    if result.options.history:
+        obs = observed_rate(result.residuals, result.iterations)
+    else:
+        obs = torch.full_like(nan, float("nan"))
     extra = dict(result.extra)
     if eig is not None:
         extra["jacobian_info"] = JacobianInfo(z=result.z, eigvals=eig, norm=norm)

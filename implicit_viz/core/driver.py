@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from implicit_viz.core.batchops import col_absmax, col_norm
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.problem import FixedPointMap
@@ -105,7 +106,7 @@ def solve(
 
     t_steps = opts.max_iter
     itemsize = torch.finfo(dt).bits // 8
-    need = (t_steps + 1) * b * itemsize * (1 + (d if opts.trace else 0))
+    need = (t_steps + 1) * b * itemsize * (int(opts.history) + (d if opts.trace else 0))
     if need > MAX_TRACE_BYTES:
         raise SolverError(
             f"recording {t_steps + 1} steps of {b} elements{' with trace' if opts.trace else ''} "
@@ -157,15 +158,19 @@ def _run(
     progress: ProgressFn | None,
     cancel: Callable[[], bool] | None,
 ) -> SolveResult:
+    """The loop. Working rows that stop are written out at once (by index) and marked dead;
+    dead rows keep stepping, unobserved, until the next compaction drops them, so a step costs
+    the map, the residual and a handful of cheap tests, whatever the batch is doing."""
     dev, dt = fmap.device, fmap.dtype
     b, d = z_start.shape
-    nan = float("nan")
+    nan, inf = float("nan"), float("inf")
     t_max = opts.max_iter
     sync_every = 1 if dev.type == "cpu" else 8
-    h = 2 * opts.max_period + 1
+    h = opts.max_period + 2  # ring of the last iterates, enough for periods up to max_period
+    tol2 = opts.tol**2
 
-    # outputs, global rows
-    hist = torch.full((t_max + 1, b), nan, dtype=dt, device=dev)
+    # outputs, indexed by global row
+    hist = torch.full((t_max + 1 if opts.history else 0, b), nan, dtype=dt, device=dev)
     traj = torch.full((t_max + 1, d, b), nan, dtype=dt, device=dev) if opts.trace else None
     step_times = torch.full((t_max + 1,), nan, dtype=torch.float64) if opts.trace else None
     out_z = torch.empty(d, b, dtype=dt, device=dev)
@@ -173,6 +178,7 @@ def _run(
     out_status = torch.zeros(b, dtype=torch.int64, device=dev)
     out_iters = torch.zeros(b, dtype=torch.int64, device=dev)
     out_period = torch.zeros(b, dtype=torch.int64, device=dev)
+    lyapunov = torch.full((b,), nan, dtype=dt, device=dev)
     cycle = torch.full((b, opts.max_period, d), nan, dtype=dt, device=dev)
 
     f = fmap.as_batch_last()
@@ -185,147 +191,118 @@ def _run(
     state = slv.init(f, z, fz)
     rows: torch.Tensor | None = None  # global index of each working row; None = identity
     bw = b
-    done = torch.zeros(bw, dtype=torch.bool, device=dev)
-    status = torch.zeros(bw, dtype=torch.int64, device=dev)
-    iters = torch.zeros(bw, dtype=torch.int64, device=dev)
-    period = torch.zeros(bw, dtype=torch.int64, device=dev)
+    live = torch.ones(bw, dtype=torch.bool, device=dev)
+    n_live = bw
     ring = z.new_empty(h, d, bw)
-    n_done = 0
+    ring_count = 0
+    windowed = opts.period_every >= h
     cancelled = False
     k = 0
 
-    def write_back(sel: torch.Tensor | None) -> None:
-        """Copy working rows ``sel`` (all if None) into the outputs."""
-        idx = rows if sel is None else (rows[sel] if rows is not None else sel)
-        zs = z if sel is None else z[:, sel]
-        fzs = fz if sel is None else fz[:, sel]
-        vals = [(out_status, status), (out_iters, iters), (out_period, period)]
-        if idx is None:
-            out_z.copy_(zs)
-            out_fz.copy_(fzs)
-            for o, v in vals:
-                o.copy_(v)
-        else:
-            out_z[:, idx] = zs
-            out_fz[:, idx] = fzs
-            for o, v in vals:
-                o[idx] = v if sel is None else v[sel]
+    def finish(sel: torch.Tensor, code: torch.Tensor | int, per: torch.Tensor | None = None):
+        """Write working rows ``sel`` (indices) out as stopped at step k with ``code``."""
+        g = sel if rows is None else rows[sel]
+        out_z[:, g] = z[:, sel]
+        out_fz[:, g] = fz[:, sel]
+        out_status[g] = code
+        out_iters[g] = k
+        if per is not None:
+            out_period[g] = per
+        live[sel] = False
 
-    cpu = sync_every == 1
-    inf = float("inf")
     for k in range(t_max + 1):
-        res = torch.linalg.vector_norm(fz - z, dim=0)
-        masked = bool(n_done) or not cpu
-        rec = res.masked_fill(done, nan) if masked else res
-        if rows is None:
-            hist[k] = rec
+        g_res = fz - z
+        sq = torch.linalg.vecdot(g_res, g_res, dim=0)  # squared residual, (Bw,)
+        if opts.history or traj is not None:
+            dead = ~live if n_live < bw else None
+            if opts.history:
+                rec = sq.sqrt()
+                if dead is not None:
+                    rec = rec.masked_fill(dead, nan)
+                if rows is None:
+                    hist[k] = rec
+                else:
+                    hist[k, rows] = rec
+            if traj is not None:
+                zrec = z if dead is None else z.masked_fill(dead, nan)
+                if rows is None:
+                    traj[k] = zrec
+                else:
+                    traj[k][:, rows] = zrec
+                step_times[k] = time.perf_counter() - t0  # type: ignore[index]
+        # Iterates for cycle tests. With sparse tests (windowed) only the h steps before each
+        # test are recorded, and compaction (after a test) starts a fresh ring instead of
+        # gathering the old one, which is the costly part for large batches.
+        if not windowed or (-k) % opts.period_every < h or t_max - k < h:
+            ring[k % h] = z
+            ring_count += 1
         else:
-            hist[k, rows] = rec
-        if traj is not None:
-            zrec = z.masked_fill(done, nan) if masked else z
-            if rows is None:
-                traj[k] = zrec
-            else:
-                traj[k][:, rows] = zrec
-            step_times[k] = time.perf_counter() - t0  # type: ignore[index]
-        ring[k % h] = z
+            ring_count = 0
 
-        thr = opts.tol + opts.rtol * torch.linalg.vector_norm(fz, dim=0) if opts.rtol else opts.tol
+        # Stop test: converged (below tolerance) or non-finite; NaN fails both comparisons.
+        thr2 = (opts.tol + opts.rtol * col_norm(fz)) ** 2 if opts.rtol else tol2
+        moving = (sq > thr2) & (sq < inf)
         check_point = k >= 4 and (k % opts.period_every == 0 or k == t_max)
-        if cpu and not check_point:
-            # Cheap test: is every live element still above tolerance and finite? (NaN fails
-            # both comparisons, so it counts as an event.)
-            if n_done:
-                event = not bool(((res > thr) & (res < inf) | done).all())
-            elif opts.rtol:
-                event = not bool(((res > thr) & (res < inf)).all())
-            else:
-                lo, hi = torch.aminmax(res)
-                event = not (float(lo) > thr and float(hi) < inf)
-        else:
-            event = True
-        if event:
-            live = ~done
-            conv = (res <= thr) & live
-            bad = ~torch.isfinite(res)
-            if check_point:
-                bad = bad | (z.abs().amax(dim=0) > opts.div_bound)
-            bad = bad & live & ~conv
-            status = torch.where(
-                conv, int(Status.CONVERGED), torch.where(bad, int(Status.DIVERGED), status)
-            )
-            newly = conv | bad
-            iters = torch.where(newly, k, iters)
-            done = done | newly
-            if check_point:
-                found, per, ordered = _detect_period(ring, k, h, opts, done)
-                if found is not None:
-                    status = torch.where(found, int(Status.PERIODIC), status)
-                    period = torch.where(found, per, period)
-                    iters = torch.where(found, k, iters)
-                    done = done | found
-                    _store_cycles(cycle, rows, found, per, ordered)
-            if cpu:
-                n_done = int(done.sum())
+        if check_point:
+            moving = moving & (col_absmax(z) <= opts.div_bound)
+        stop = live & ~moving
+        if sync_every != 1 or bool(stop.any()):
+            sel = stop.nonzero().squeeze(1)
+            if sel.numel():
+                conv = sq[sel] <= thr2 if not opts.rtol else sq[sel] <= thr2[sel]
+                code = torch.where(conv, int(Status.CONVERGED), int(Status.DIVERGED))
+                finish(sel, code)
+                n_live -= int(sel.numel())
+        if check_point and n_live:
+            found, per = _detect_period(ring, k, h, opts, ~live, ring_count)
+            if found is not None:
+                sel = found.nonzero().squeeze(1)
+                if sel.numel():
+                    _store_cycles(cycle, rows, found, per, ring, k, h)
+                    finish(sel, int(Status.PERIODIC), per[sel])
+                    n_live -= int(sel.numel())
 
-        if k == t_max:
+        if k == t_max or n_live == 0:
             break
         if k % sync_every == 0:
-            if not cpu:
-                n_done = int(done.sum())
-            if n_done == bw:
-                break
             if cancel is not None and cancel():
                 cancelled = True
                 break
-            if progress is not None and (check_point or not cpu):
-                progress(k, bw - n_done)
-            if n_done and k % opts.compact_every == 0:
-                fin = done.nonzero().squeeze(1)
-                write_back(fin)
-                keep = (~done).nonzero().squeeze(1)
+            if progress is not None and (check_point or sync_every != 1):
+                progress(k, n_live)
+            in_window = windowed and (-k) % opts.period_every < h and k % opts.period_every
+            if n_live < bw and k % opts.compact_every == 0 and not in_window:
+                keep = live.nonzero().squeeze(1)
                 rows = keep if rows is None else rows[keep]
                 z, fz = z[:, keep], fz[:, keep]
                 state = slv.take(state, keep)
                 f = f.take(keep)
-                status, iters, period = status[keep], iters[keep], period[keep]
-                ring = ring[..., keep]
-                done = torch.zeros(keep.shape[0], dtype=torch.bool, device=dev)
+                if windowed:
+                    ring = z.new_empty(h, d, keep.shape[0])
+                    ring_count = 0
+                else:
+                    ring = ring[..., keep]
                 bw = int(keep.shape[0])
-                n_done = 0
+                live = torch.ones(bw, dtype=torch.bool, device=dev)
 
-        z_new, fz_new, state = slv.step(f, z, fz, state)
-        if n_done or not cpu:
-            z = torch.where(done, z, z_new)
-            fz = torch.where(done, fz, fz_new)
-        else:
-            z, fz = z_new, fz_new
+        z, fz, state = slv.step(f, z, fz, state)
 
-    live = ~done
-    end_code = int(Status.NOT_RUN if cancelled else Status.MAX_ITER)
-    status = torch.where(live, end_code, status)
-    iters = torch.where(live, k, iters)
-    lyap_w = None
-    step_map = slv.iteration_map(f)
-    if not cancelled and opts.lyapunov_steps and step_map is not None and bool(live.any()):
-        sel = live.nonzero().squeeze(1)
-        lyap_w = torch.full((bw,), nan, dtype=dt, device=dev)
-        lyap_w[sel] = lyapunov_estimate(step_map, sel, z[:, sel], opts.lyapunov_steps)
-        chaotic = live & (lyap_w > opts.chaos_threshold)
-        status = torch.where(chaotic, int(Status.CHAOTIC), status)
-    write_back(None)
-    lyapunov = torch.full((b,), nan, dtype=dt, device=dev)
-    if lyap_w is not None:
-        if rows is None:
-            lyapunov = lyap_w
-        else:
-            lyapunov[rows] = lyap_w
+    # Rows still running: out of budget (or cancelled). Lyapunov estimates tell chaos apart.
+    sel = live.nonzero().squeeze(1)
+    if sel.numel():
+        code = torch.full_like(sel, int(Status.NOT_RUN if cancelled else Status.MAX_ITER))
+        step_map = slv.iteration_map(f)
+        if not cancelled and opts.lyapunov_steps and step_map is not None:
+            lam = lyapunov_estimate(step_map, sel, z[:, sel], opts.lyapunov_steps)
+            lyapunov[sel if rows is None else rows[sel]] = lam
+            code = torch.where(lam > opts.chaos_threshold, int(Status.CHAOTIC), code)
+        finish(sel, code)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     elapsed = time.perf_counter() - t0
     steps_run = k
 
-    residual = torch.linalg.vector_norm(out_fz - out_z, dim=0)
+    residual = col_norm(out_fz - out_z)
     max_p = int(out_period.max()) if b else 0
     result = SolveResult(
         solver=slv.name,
@@ -335,7 +312,7 @@ def _run(
         status=out_status,
         iterations=out_iters,
         residual=residual,
-        residuals=hist[: steps_run + 1].T.contiguous(),
+        residuals=hist[: steps_run + 1].T.contiguous() if opts.history else residual[:, None],
         period=out_period,
         cycle=cycle[:, : max(max_p, 1)].contiguous(),
         f_evals=1 + out_iters * slv.f_evals_per_step,
@@ -354,32 +331,48 @@ def _run(
 
 
 def _detect_period(
-    ring: torch.Tensor, k: int, h: int, opts: SolveOptions, done: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Test live rows for a cycle of period 2..max_period in the last iterates.
+    ring: torch.Tensor, k: int, h: int, opts: SolveOptions, done: torch.Tensor, count: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Test live rows for a cycle of period 2..max_period among the last iterates.
 
-    Returns ``(found (Bw,) bool, period (Bw,) int64, ordered (n, D, Bw))`` with ``ordered[t]``
-    the iterate ``t`` steps back, or Nones when there is too little history.
+    ``ring[(k - t) % h]`` holds the iterate ``t`` steps back. A row has period ``p`` when both
+    ``z_T ~ z_{T-p}`` and ``z_{T-1} ~ z_{T-1-p}`` hold to within ``min(thr, 1e-3 spread)``, with
+    ``thr = period_tol (1 + ||z_T||_inf)`` and ``spread = ||z_T - z_{T-1}||_inf > 10 thr``; the
+    smallest such ``p`` is reported. Returns ``(found (Bw,) bool, period (Bw,) int64)``, or Nones
+    when there is too little history (``count`` consecutive iterates recorded up to step k).
     """
-    avail = min(k + 1, h)
-    p_max = min(opts.max_period, (avail - 1) // 2)
+    p_max = min(opts.max_period, min(count, h) - 2)
     if p_max < 2:
-        return None, None, None
-    idx = torch.tensor([(k - t) % h for t in range(2 * p_max + 1)], device=ring.device)
-    ordered = ring.index_select(0, idx)  # (2P+1, D, Bw)
-    z_t = ordered[0]
-    thr = opts.period_tol * (1 + z_t.abs().amax(dim=0))  # (Bw,)
-    d1 = (ordered[2 : p_max + 1] - z_t).abs().amax(dim=1)  # p = 2..P: z_T vs z_{T-p}
-    d2 = (ordered[2 : p_max + 1] - ordered[4 : 2 * p_max + 1 : 2]).abs().amax(dim=1)
-    spread = (ordered[0] - ordered[1]).abs().amax(dim=0)
-    # A cycle repeats to within thr, and its mismatch is tiny beside the distance between its
-    # points. The second test rejects a slow alternating approach to a fixed point (multiplier
-    # near -1), whose iterates two steps apart differ by a fixed fraction of the step.
+        return None, None
+    z_t = ring[k % h]
+    dist_t = _ring_distance(ring, z_t)  # (h, Bw)
+    dist_t1 = _ring_distance(ring, ring[(k - 1) % h])
+    dev = ring.device
+    ps = range(2, p_max + 1)
+    d1 = dist_t[torch.tensor([(k - p) % h for p in ps], device=dev)]  # (P-1, Bw)
+    d2 = dist_t1[torch.tensor([(k - 1 - p) % h for p in ps], device=dev)]
+    spread = dist_t[(k - 1) % h]
+    thr = opts.period_tol * (1 + col_absmax(z_t))
+    # The second bound rejects a slow alternating approach to a fixed point (multiplier near
+    # -1), whose iterates two steps apart differ by a fixed fraction of the step.
     tight = torch.minimum(thr, _CYCLE_REL * spread)
-    hit = (d1 <= tight) & (d2 <= tight)  # (P-1, Bw)
-    found = hit.any(dim=0) & (spread > 10 * thr) & ~done & torch.isfinite(spread)
-    per = hit.to(torch.int8).argmax(dim=0) + 2
-    return found, per, ordered
+    hit = (d1 <= tight) & (d2 <= tight)
+    per = torch.zeros_like(spread, dtype=torch.int64)
+    for i in range(len(ps) - 1, -1, -1):  # the smallest period wins
+        per = torch.where(hit[i], ps[i], per)
+    found = (per > 0) & (spread > 10 * thr) & ~done
+    return found, per
+
+
+def _ring_distance(ring: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``max_d |ring[s, d, b] - z[d, b]|`` for every slot: ``(h, D, B), (D, B) -> (h, B)``."""
+    diff = (ring - z).abs_()
+    if diff.shape[1] <= 8:
+        acc = diff[:, 0]
+        for i in range(1, diff.shape[1]):
+            acc = torch.maximum(acc, diff[:, i])
+        return acc
+    return diff.amax(dim=1)
 
 
 def lyapunov_estimate(
@@ -403,14 +396,14 @@ def lyapunov_estimate(
     d, n = z.shape
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(d, n, generator=gen, dtype=torch.float64).to(z)
-    v = v / torch.linalg.vector_norm(v, dim=0).clamp_min(1e-300)
+    v = v / col_norm(v).clamp_min(1e-300)
     eps = torch.finfo(z.dtype).eps ** 0.5 * (1 + z.abs().amax(dim=0))
     total = torch.zeros(n, dtype=z.dtype, device=z.device)
     for _ in range(steps):
         z1 = f(z)
         z2 = f(z + eps * v)
         dz = z2 - z1
-        grow = torch.linalg.vector_norm(dz, dim=0)
+        grow = col_norm(dz)
         total = total + torch.log(grow.clamp_min(torch.finfo(z.dtype).tiny) / eps)
         v = dz / grow.clamp_min(torch.finfo(z.dtype).tiny)
         z = z1
@@ -423,13 +416,17 @@ def _store_cycles(
     rows: torch.Tensor | None,
     found: torch.Tensor,
     per: torch.Tensor,
-    ordered: torch.Tensor,
+    ring: torch.Tensor,
+    k: int,
+    h: int,
 ) -> None:
+    """Copy the ``p`` points ``z_{T-p+1} .. z_T`` (oldest first) of newly periodic rows."""
     sel = found.nonzero().squeeze(1)
     if sel.numel() == 0:
         return
     for p in per[sel].unique().tolist():
         s = sel[per[sel] == p]
-        pts = ordered[:p, :, s].flip(0).permute(2, 0, 1)  # (n, p, D), oldest first
+        slots = torch.tensor([(k - p + 1 + j) % h for j in range(p)], device=ring.device)
+        pts = ring[slots][:, :, s].permute(2, 0, 1)  # (n, p, D)
         g = s if rows is None else rows[s]
         cycle[g, :p] = pts

@@ -69,3 +69,7 @@ class SpecError(ValueError):
 
 class SolverError(ValueError):
     """A solver was asked for by an unknown name or with invalid options."""
+
+
+class SweepError(ValueError):
+    """A sweep request is impossible (empty range, zero resolution, budget too small, ...)."""

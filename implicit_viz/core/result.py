@@ -35,7 +35,10 @@ class SolveOptions:
     period_every : int
         Steps between cycle tests (and a last test when the budget runs out).
     trace : bool
-        Record ``z`` at every step (``trajectory``); residuals are always recorded.
+        Record ``z`` at every step (``trajectory``).
+    history : bool
+        Record the residual at every step (``residuals``); sweeps turn it off, and then
+        ``residuals`` holds only the final residual, ``(B, 1)``.
     diagnostics : bool
         At each converged ``z*``: spectral radius and 2-norm of ``df/dz``, predicted rate.
     compact_every : int
@@ -55,6 +58,7 @@ class SolveOptions:
     max_period: int = 32
     period_every: int = 8
     trace: bool = False
+    history: bool = True
     diagnostics: bool = True
     compact_every: int = 8
     lyapunov_steps: int = 100

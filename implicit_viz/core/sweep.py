@@ -1,0 +1,665 @@
+"""Parameter-grid sweeps: every cell of a 1-D or 2-D grid is its own fixed-point problem.
+
+An axis varies one target: a scalar param (``a``), an element of a tensor (``x[0]``,
+``W[0,1]``) or a component of the start (``z0[1]``). Cells are solved in tiles sized from a
+memory budget, each tile one batched call of the driver
+(:func:`implicit_viz.core.driver.solve`), so finished cells leave the batch and the grid runs in
+bounded memory. A coarse preview (every ``preview``-th cell along each axis) is solved first, so
+a picture exists within a fraction of the total time; :func:`iter_sweep` yields after each tile
+for progress bars and live views, and stops between tiles (or inside one) when cancelled.
+
+Per cell: outcome (:class:`Status`), iterations, final residual, period, Lyapunov estimate, and
+for converged cells a basin id: the index of the distinct fixed point reached (points within
+``basin_tol (1 + ||z*||_inf)`` of each other are one). Fixed points are numbered in a canonical
+(sorted) order, so results do not depend on the tile size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from implicit_viz.core.driver import resolve_solver, solve
+from implicit_viz.core.errors import SpecError, SweepError
+from implicit_viz.core.problem import FixedPointMap, compile_spec
+from implicit_viz.core.result import SolveOptions
+from implicit_viz.core.spec import Spec, Target, parse_target
+from implicit_viz.core.status import Status, status_descriptions, status_names
+
+MAX_AXIS_CELLS = 16_384
+MAX_CELLS = 1 << 26
+MAX_TILE = 65_536
+MAX_BASINS = 256
+MAX_Z_BYTES = 128 * 1024**2
+SWEEP_FORMAT = "implicit_viz.sweep/1"
+
+#: Solve options a sweep uses unless told otherwise: no per-step history, no Jacobian
+#: diagnostics, sparse cycle tests (windowed ring), compaction every 16 steps.
+SWEEP_OPTIONS = SolveOptions(
+    history=False,
+    diagnostics=False,
+    period_every=48,
+    compact_every=16,
+    lyapunov_steps=64,
+)
+
+#: float32 cannot resolve residuals much below this; a spec's tighter tol is raised to it
+#: in float32 sweeps (an explicit tol override is kept as given).
+FLOAT32_MIN_TOL = 1e-6
+
+
+def sweep_options(spec: Spec, dtype: str = "float32", **overrides: Any) -> SolveOptions:
+    """:data:`SWEEP_OPTIONS` with the spec's ``[solver]`` stopping rules and ``overrides``.
+
+    In float32 the spec's ``tol`` is raised to at least :data:`FLOAT32_MIN_TOL`.
+    """
+    keys = ("tol", "rtol", "max_iter", "div_bound", "period_tol", "max_period")
+    base = {k: spec.solver[k] for k in keys if k in spec.solver}
+    if dtype == "float32" and "tol" in base:
+        base["tol"] = max(float(base["tol"]), FLOAT32_MIN_TOL)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    opts = replace(SWEEP_OPTIONS, **base)
+    # sparse cycle tests must span the ring of max_period + 2 iterates (see the driver)
+    return replace(opts, period_every=max(opts.period_every, opts.max_period + 2))
+
+
+_AXIS = re.compile(r"^\s*(?P<target>.+?)\s*=\s*(?P<lo>[^:]+):(?P<hi>[^:]+):(?P<n>[^:]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One sweep axis: ``n`` values evenly spaced on ``[lo, hi]`` for ``target``."""
+
+    target: str
+    lo: float
+    hi: float
+    n: int
+
+    @classmethod
+    def parse(cls, text: str) -> Axis:
+        """``"a=0:3:512"``, ``"x[0]=-2:2:256"`` or ``"z0[1]=-1.5:1.5:400"``."""
+        m = _AXIS.match(text)
+        if not m:
+            raise SweepError(f"cannot read axis '{text}': write TARGET=LO:HI:N, e.g. a=0:3:512")
+        try:
+            lo, hi = float(m["lo"]), float(m["hi"])
+            n = int(m["n"])
+        except ValueError:
+            raise SweepError(f"axis '{text}': LO and HI must be numbers and N an integer") from None
+        return cls(m["target"].replace(" ", ""), lo, hi, n)
+
+    def values(self) -> np.ndarray:
+        """The axis values, float64, shape ``(n,)``."""
+        return np.linspace(self.lo, self.hi, self.n)
+
+    def __str__(self) -> str:
+        return f"{self.target}={self.lo:g}:{self.hi:g}:{self.n}"
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """Everything a sweep needs; plain data, safe to hand to a worker thread.
+
+    Attributes
+    ----------
+    spec : Spec
+        The map; its values are the base that the axes override.
+    x, y : Axis
+        Horizontal axis (required) and vertical axis (None for a 1-D sweep).
+    solver, solver_options
+        Registered solver name and its options.
+    options : SolveOptions
+        Stopping rules per cell (default :data:`SWEEP_OPTIONS`, with the spec's tol/max_iter).
+    device, dtype
+        Where and in what precision cells are solved (default cpu, float32).
+    memory_budget : int
+        Bytes the working set of one tile may take; sets the tile size.
+    tile_size : int or None
+        Cells per tile, overriding the budget.
+    basin_tol : float or None
+        Fixed points closer than ``basin_tol (1 + ||z*||_inf)`` are one; default
+        ``max(1e-4, 1000 tol)``.
+    preview : int
+        Stride of the coarse first pass along each axis (1: none).
+    orbit : int
+        For a 1-D sweep: iterates recorded after the solve, per cell (orbit diagram).
+    """
+
+    spec: Spec
+    x: Axis
+    y: Axis | None = None
+    solver: str = "fixed_point"
+    solver_options: Mapping[str, Any] = field(default_factory=dict)
+    options: SolveOptions = SWEEP_OPTIONS
+    device: str = "cpu"
+    dtype: str = "float32"
+    memory_budget: int = 512 * 1024**2
+    tile_size: int | None = None
+    basin_tol: float | None = None
+    preview: int = 4
+    orbit: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Grid shape ``(ny, nx)``; ``ny = 1`` for a 1-D sweep."""
+        return (self.y.n if self.y else 1, self.x.n)
+
+    @property
+    def cells(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def resolved_basin_tol(self) -> float:
+        return self.basin_tol if self.basin_tol is not None else max(1e-4, 1e3 * self.options.tol)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (the spec as TOML text)."""
+        return {
+            "spec": self.spec.to_toml(),
+            "spec_name": self.spec.name,
+            "x": asdict(self.x),
+            "y": asdict(self.y) if self.y else None,
+            "solver": self.solver,
+            "solver_options": dict(self.solver_options),
+            "options": self.options.to_dict(),
+            "device": self.device,
+            "dtype": self.dtype,
+            "memory_budget": self.memory_budget,
+            "tile_size": self.tile_size,
+            "basin_tol": self.resolved_basin_tol,
+            "preview": self.preview,
+            "orbit": self.orbit,
+        }
+
+
+@dataclass
+class SweepResult:
+    """Per-cell arrays of a sweep, shape ``(ny, nx)`` (``ny = 1`` for 1-D), plus the distinct
+    fixed points. Cells not solved (cancelled, or not reached yet) have status ``NOT_RUN``.
+
+    Attributes
+    ----------
+    status : (ny, nx) int8
+        :class:`Status` codes.
+    iterations : (ny, nx) int32
+    residual : (ny, nx) float32
+        ``||f(z) - z||_2`` at the last iterate.
+    period : (ny, nx) int16
+        Cycle length of periodic cells, else 0.
+    basin : (ny, nx) int32
+        Index into ``fixed_points`` for converged cells, else -1.
+    lyapunov : (ny, nx) float32
+        Largest Lyapunov exponent (per step) where estimated, else NaN.
+    fixed_points : (K, D) float64
+        The distinct fixed points, in sorted order.
+    orbit : (nx, M, D) float32 or None
+        1-D sweeps with ``orbit > 0``: the ``M`` iterates after the solve, per cell.
+    z : (ny, nx, D) float32 or None
+        The last iterate of every cell (kept when it takes at most 128 MB).
+    basins_resolved : bool
+        False when more than 256 distinct fixed points turned up (the fixed point moves
+        continuously with a swept param): then ``basin`` is -1 everywhere and ``fixed_points``
+        empty; ``z`` still holds each cell's point.
+    """
+
+    request: SweepRequest
+    x_values: np.ndarray
+    y_values: np.ndarray | None
+    status: np.ndarray
+    iterations: np.ndarray
+    residual: np.ndarray
+    period: np.ndarray
+    basin: np.ndarray
+    lyapunov: np.ndarray
+    fixed_points: np.ndarray
+    orbit: np.ndarray | None = None
+    z: np.ndarray | None = None
+    basins_resolved: bool = True
+    cancelled: bool = False
+    elapsed_s: float = 0.0
+    tile_size: int = 0
+    cell_iterations: int = 0
+
+    @property
+    def done(self) -> np.ndarray:
+        """Mask of solved cells."""
+        return self.status != int(Status.NOT_RUN)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    def counts(self) -> dict[str, int]:
+        """Cells per outcome name."""
+        codes = np.bincount(self.status.ravel().astype(np.int64), minlength=len(Status))
+        return {s.label: int(codes[int(s)]) for s in Status}
+
+    def summary(self) -> dict[str, Any]:
+        """Fractions of each outcome and each basin, fixed points, and the period histogram."""
+        total = self.status.size
+        solved = int(self.done.sum())
+        counts = self.counts()
+        conv = self.basin[self.basin >= 0]
+        basin_counts = np.bincount(conv, minlength=len(self.fixed_points)) if conv.size else []
+        periods = self.period[self.status == int(Status.PERIODIC)]
+        hist = {int(p): int(c) for p, c in zip(*np.unique(periods, return_counts=True))}
+        return {
+            "cells": total,
+            "solved": solved,
+            "cancelled": self.cancelled,
+            "outcome_fractions": {k: v / total for k, v in counts.items()},
+            "outcome_counts": counts,
+            "basins_resolved": self.basins_resolved,
+            "n_fixed_points": len(self.fixed_points),
+            "fixed_points": self.fixed_points.tolist(),
+            "basin_fractions": [int(c) / total for c in basin_counts],
+            "period_histogram": hist,
+            "elapsed_s": self.elapsed_s,
+            "cell_iterations": self.cell_iterations,
+            "cell_iterations_per_s": self.cell_iterations / self.elapsed_s
+            if self.elapsed_s > 0
+            else None,
+            "tile_size": self.tile_size,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the result with self-describing metadata, as saved to NPZ."""
+        out: dict[str, np.ndarray] = {
+            "status": self.status,
+            "iterations": self.iterations,
+            "residual": self.residual,
+            "period": self.period,
+            "basin": self.basin,
+            "lyapunov": self.lyapunov,
+            "done": self.done,
+            "x_values": self.x_values,
+            "fixed_points": self.fixed_points,
+            "status_names": np.array(json.dumps({str(k): v for k, v in status_names().items()})),
+            "metadata": np.array(json.dumps(self.metadata())),
+        }
+        if self.y_values is not None:
+            out["y_values"] = self.y_values
+        if self.orbit is not None:
+            out["orbit"] = self.orbit
+        if self.z is not None:
+            out["z"] = self.z
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        from implicit_viz import __version__
+
+        return {
+            "format": SWEEP_FORMAT,
+            "implicit_viz_version": __version__,
+            "request": self.request.to_dict(),
+            "x_target": self.request.x.target,
+            "y_target": self.request.y.target if self.request.y else None,
+            "array_layout": "cell arrays are (ny, nx): row = y index, column = x index",
+            "status_codes": {str(k): v for k, v in status_names().items()},
+            "status_descriptions": status_descriptions(),
+            "basin": "index into fixed_points for converged cells, -1 otherwise",
+            "basins_resolved": self.basins_resolved,
+            "z": "last iterate of each cell, (ny, nx, D)",
+            "lyapunov": "largest Lyapunov exponent per step (natural log), NaN where not estimated",
+            "cancelled": self.cancelled,
+            "elapsed_s": self.elapsed_s,
+            "tile_size": self.tile_size,
+            "cell_iterations": self.cell_iterations,
+        }
+
+    def filled(self, name: str) -> np.ndarray:
+        """Array ``name`` with cells not yet solved copied from the nearest coarse-preview cell
+        (for drawing a preview); solved cells are unchanged."""
+        arr = getattr(self, name)
+        s = max(self.request.preview, 1)
+        if s == 1 or self.complete:
+            return arr
+        ny, nx = arr.shape
+        iy = (np.arange(ny) // s) * s
+        ix = (np.arange(nx) // s) * s
+        coarse = arr[np.ix_(iy, ix)]
+        return np.where(self.done, arr, coarse)
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Sent after each tile: cells solved so far, of how many, and the pass (0 preview, 1 rest)."""
+
+    done: int
+    total: int
+    stage: int
+    elapsed_s: float
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------------------------
+
+
+def validate(request: SweepRequest) -> list[Target]:
+    """Check a request before any work; returns the axis targets. Raises SweepError/SpecError."""
+    axes = [request.x] + ([request.y] if request.y else [])
+    targets = []
+    for ax in axes:
+        if ax.n < 1:
+            raise SweepError(f"axis {ax.target}: the resolution must be at least 1, got {ax.n}")
+        if ax.n > MAX_AXIS_CELLS:
+            raise SweepError(f"axis {ax.target}: {ax.n} cells; the limit is {MAX_AXIS_CELLS}")
+        if not (math.isfinite(ax.lo) and math.isfinite(ax.hi)):
+            raise SweepError(f"axis {ax.target}: the range must be finite")
+        if not ax.lo < ax.hi:
+            raise SweepError(
+                f"axis {ax.target}: empty range, lo ({ax.lo:g}) must be below hi ({ax.hi:g})"
+            )
+        t = parse_target(ax.target, request.spec)
+        if t.kind == "seed":
+            raise SweepError(f"axis {ax.target}: a seed cannot be swept")
+        if t.index is None and t.kind != "param":
+            raise SweepError(
+                f"axis {ax.target}: sweep one element, e.g. {t.name}[0]"
+                + ("" if t.kind == "z0" else " or a param")
+            )
+        targets.append(t)
+    if len(targets) == 2 and str(targets[0]) == str(targets[1]):
+        raise SweepError(f"both axes sweep {targets[0]}")
+    if request.cells > MAX_CELLS:
+        raise SweepError(f"{request.cells} cells; the limit is {MAX_CELLS}")
+    if request.orbit:
+        if request.y is not None:
+            raise SweepError("an orbit diagram needs a 1-D sweep (no y axis)")
+        if not 1 <= request.orbit <= 4096:
+            raise SweepError(f"orbit must lie in 1..4096 iterates, got {request.orbit}")
+    if request.preview < 1:
+        raise SweepError(f"preview stride must be at least 1, got {request.preview}")
+    if request.basin_tol is not None and not request.basin_tol > 0:
+        raise SweepError(f"basin_tol must be positive, got {request.basin_tol}")
+    resolve_solver(request.solver, request.solver_options)
+    tile_size(request)
+    return targets
+
+
+def bytes_per_cell(request: SweepRequest) -> int:
+    """Estimated working-set bytes of one cell in a tile (solver state included)."""
+    d = request.spec.dim
+    item = 4 if request.dtype == "float32" else 8
+    h = request.options.max_period + 2
+    per_row_values = sum(1 for ax in [request.x, request.y] if ax is not None) * max(
+        (t.size for t in request.spec.tensors), default=1
+    )
+    state = {
+        "anderson": 2 * int(request.solver_options.get("m", 5)) * d + 64,
+        "broyden": 3 * d * d,
+        "newton": 4 * d * d,
+    }.get(request.solver, 0)
+    words = d * (14 + h) + per_row_values + state + 16
+    if request.orbit:
+        words += request.orbit * d
+    return words * item + 48
+
+
+def tile_size(request: SweepRequest) -> int:
+    """Cells per tile: ``request.tile_size`` or what the memory budget holds (at most MAX_TILE)."""
+    need = bytes_per_cell(request)
+    if request.tile_size is not None:
+        if request.tile_size < 1:
+            raise SweepError(f"tile size must be at least 1, got {request.tile_size}")
+        return min(request.tile_size, request.cells)
+    if request.memory_budget < need:
+        raise SweepError(
+            f"a memory budget of {request.memory_budget} bytes cannot hold one cell "
+            f"({need} bytes for this spec and solver)"
+        )
+    return max(1, min(request.memory_budget // need, MAX_TILE, request.cells))
+
+
+def _cell_order(request: SweepRequest) -> list[np.ndarray]:
+    """Flat cell indices (``iy * nx + ix``) of each pass: the coarse preview, then the rest."""
+    ny, nx = request.shape
+    s = request.preview
+    if s <= 1 or (ny * nx) <= 4 * s * s:
+        return [np.arange(ny * nx)]
+    iy, ix = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    coarse = ((iy % s == 0) & (ix % s == 0)).ravel()
+    flat = np.arange(ny * nx)
+    return [flat[coarse], flat[~coarse]]
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+def sweep(
+    request: SweepRequest,
+    progress: Callable[[SweepProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> SweepResult:
+    """Run a sweep to the end (or until cancelled) and return its result."""
+    last = None
+    for last, prog in iter_sweep(request, cancel=cancel):  # noqa: B007 (last is the result)
+        if progress is not None:
+            progress(prog)
+    assert last is not None
+    return last
+
+
+def iter_sweep(
+    request: SweepRequest, cancel: Callable[[], bool] | None = None
+) -> Iterator[tuple[SweepResult, SweepProgress]]:
+    """Solve a sweep tile by tile, yielding ``(result so far, progress)`` after each tile.
+
+    The yielded result is the same object each time, filled in place (copy what you keep).
+    When ``cancel()`` returns True the sweep stops, marks the result ``cancelled``, yields it
+    once more and returns; unsolved cells keep ``NOT_RUN``.
+    """
+    targets = validate(request)
+    t0 = time.perf_counter()
+    fmap = compile_spec(request.spec, device=request.device, dtype=request.dtype)
+    solver = resolve_solver(request.solver, request.solver_options)
+    ny, nx = request.shape
+    xs = request.x.values()
+    ys = request.y.values() if request.y else None
+    tile = tile_size(request)
+    d = fmap.dim
+
+    result = SweepResult(
+        request=request,
+        x_values=xs,
+        y_values=ys,
+        status=np.zeros((ny, nx), np.int8),
+        iterations=np.zeros((ny, nx), np.int32),
+        residual=np.full((ny, nx), np.nan, np.float32),
+        period=np.zeros((ny, nx), np.int16),
+        basin=np.full((ny, nx), -1, np.int32),
+        lyapunov=np.full((ny, nx), np.nan, np.float32),
+        fixed_points=np.zeros((0, d)),
+        orbit=np.full((nx, request.orbit, d), np.nan, np.float32) if request.orbit else None,
+        z=np.full((ny, nx, d), np.nan, np.float32) if ny * nx * d * 4 <= MAX_Z_BYTES else None,
+        tile_size=tile,
+    )
+    basins = _BasinIndex(request.resolved_basin_tol, d)
+    flat_status = result.status.reshape(-1)
+    flat_iters = result.iterations.reshape(-1)
+    flat_res = result.residual.reshape(-1)
+    flat_period = result.period.reshape(-1)
+    flat_lyap = result.lyapunov.reshape(-1)
+    basin_raw = np.full(ny * nx, -1, np.int64)  # discovery-order ids, relabelled at the end
+
+    passes = _cell_order(request)
+    total = ny * nx
+    solved = 0
+    cancelled = False
+    for stage, cells in enumerate(passes):
+        for start in range(0, len(cells), tile):
+            if cancel is not None and cancel():
+                cancelled = True
+                break
+            idx = cells[start : start + tile]
+            fm, z0 = _tile_problem(fmap, targets, idx, nx, xs, ys)
+            res = solve(fm, solver, z0, options=request.options, cancel=cancel)
+            st = res.status.cpu().numpy()
+            flat_status[idx] = st
+            flat_iters[idx] = res.iterations.cpu().numpy()
+            flat_res[idx] = res.residual.cpu().numpy()
+            flat_period[idx] = res.period.cpu().numpy()
+            if res.lyapunov is not None:
+                flat_lyap[idx] = res.lyapunov.cpu().numpy()
+            conv = st == int(Status.CONVERGED)
+            z_np = res.z.cpu().numpy()
+            if result.z is not None:
+                result.z.reshape(-1, d)[idx] = z_np
+            if conv.any() and not basins.overflow:
+                basin_raw[idx[conv]] = basins.assign(z_np[conv].astype(np.float64))
+            if request.orbit:
+                result.orbit[idx] = _orbit(fm, solver, res.z, request.orbit)  # type: ignore[index]
+            result.cell_iterations += int(res.iterations.sum())
+            solved += int((st != int(Status.NOT_RUN)).sum())
+            if (st == int(Status.NOT_RUN)).any():
+                cancelled = True
+                break
+            _relabel(result, basins, basin_raw)
+            result.elapsed_s = time.perf_counter() - t0
+            yield result, SweepProgress(solved, total, stage, result.elapsed_s)
+        if cancelled:
+            break
+    _relabel(result, basins, basin_raw)
+    result.cancelled = cancelled
+    result.elapsed_s = time.perf_counter() - t0
+    if cancelled:
+        yield result, SweepProgress(solved, total, len(passes), result.elapsed_s)
+
+
+def _tile_problem(
+    fmap: FixedPointMap,
+    targets: list[Target],
+    idx: np.ndarray,
+    nx: int,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+) -> tuple[FixedPointMap, torch.Tensor]:
+    """The map with per-row values for cells ``idx`` and their start points."""
+    ix = idx % nx
+    iy = idx // nx
+    cols = [xs[ix]] + ([ys[iy]] if ys is not None else [])  # type: ignore[index]
+    fm = fmap
+    z0 = fmap.start(len(idx))
+    for t, vals in zip(targets, cols):
+        v = torch.as_tensor(vals, dtype=fmap.dtype, device=fmap.device)
+        if t.kind == "param":
+            fm = fm.with_values(**{t.name: v})
+        elif t.kind == "tensor":
+            fm = fm.with_element(t.name, t.index, v)  # type: ignore[arg-type]
+        else:  # z0
+            z0[:, t.index[0]] = v  # type: ignore[index]
+    return fm, z0
+
+
+def _orbit(fm: FixedPointMap, solver: Any, z: torch.Tensor, n: int) -> np.ndarray:
+    """``n`` iterates of the solver's iteration map (or ``f``) after the solve: ``(B, n, D)``."""
+    f = fm.as_batch_last()
+    step = solver.iteration_map(f) or f
+    zz = z.T.contiguous()
+    out = torch.empty(n, *zz.shape, dtype=zz.dtype, device=zz.device)
+    with torch.no_grad():
+        for k in range(n):
+            zz = step(zz)
+            out[k] = zz
+    return out.permute(2, 0, 1).cpu().numpy().astype(np.float32)
+
+
+class _BasinIndex:
+    """Distinct fixed points, found greedily: a point within tolerance of a known one joins it."""
+
+    def __init__(self, tol: float, dim: int) -> None:
+        self.tol = tol
+        self.points = np.zeros((0, dim))
+        self.overflow = False  # too many distinct points: the fixed point varies continuously
+
+    def assign(self, z: np.ndarray) -> np.ndarray:
+        """Ids (discovery order) for points ``z: (n, D)``; new points become new ids.
+
+        Points are first bucketed on a grid of cell ``tol`` (``np.unique``), so the greedy
+        matching only sees one representative per occupied cell.
+        """
+        ids = np.full(len(z), -1, np.int64)
+        if self.overflow or not len(z):
+            return ids
+        finite = np.isfinite(z).all(axis=1)
+        keys = np.floor(z[finite] / self.tol).astype(np.int64)
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        if len(first) > 4 * MAX_BASINS:
+            self.overflow = True
+            return ids
+        rep_ids = self._assign_few(z[finite][first])
+        if self.overflow:
+            return ids
+        ids[finite] = rep_ids[inverse.reshape(-1)]
+        return ids
+
+    def _assign_few(self, z: np.ndarray) -> np.ndarray:
+        ids = self._nearest(z) if len(self.points) else np.full(len(z), -1, np.int64)
+        todo = np.flatnonzero(ids < 0)
+        while todo.size:
+            if len(self.points) >= MAX_BASINS:
+                self.overflow = True
+                return ids
+            self.points = np.vstack([self.points, z[todo[0]]])
+            new = self._nearest(z[todo], only_last=True)
+            ids[todo[new >= 0]] = len(self.points) - 1
+            todo = todo[new < 0]
+        return ids
+
+    def _nearest(self, z: np.ndarray, only_last: bool = False) -> np.ndarray:
+        pts = self.points[-1:] if only_last else self.points
+        scale = 1.0 + np.abs(z).max(axis=1)
+        dist = np.abs(z[:, None, :] - pts[None, :, :]).max(axis=2)  # (n, K)
+        best = dist.argmin(axis=1)
+        ok = dist[np.arange(len(z)), best] <= self.tol * scale
+        base = len(self.points) - 1 if only_last else 0
+        return np.where(ok, best + base, -1)
+
+
+def _relabel(result: SweepResult, basins: _BasinIndex, raw: np.ndarray) -> None:
+    """Number fixed points in sorted (lexicographic, rounded) order, independent of discovery."""
+    pts = basins.points
+    result.basins_resolved = not basins.overflow
+    if basins.overflow:
+        result.fixed_points = np.zeros((0, pts.shape[1]))
+        result.basin[...] = -1
+        return
+    if not len(pts):
+        result.fixed_points = pts.copy()
+        return
+    key = np.round(pts / max(basins.tol, 1e-12)).astype(np.int64)
+    order = np.lexsort(key.T[::-1])
+    rank = np.empty(len(pts), np.int64)
+    rank[order] = np.arange(len(pts))
+    result.fixed_points = pts[order].copy()
+    flat = result.basin.reshape(-1)
+    has = raw >= 0
+    flat[has] = rank[raw[has]]
+    flat[~has] = -1
+
+
+def axis_label(target: str, spec: Spec) -> str:
+    """A readable label for an axis target (param description when there is one)."""
+    try:
+        t = parse_target(target, spec)
+    except SpecError:
+        return target
+    if t.kind == "param":
+        desc = spec.param(t.name).description
+        return f"{target} ({desc})" if desc else target
+    return target
