@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from implicit_viz.core.errors import SolverError, SpecError
+from implicit_viz.core.errors import SolverError, SpecError, SweepError
 
 
 class CLIError(Exception):
@@ -26,7 +26,7 @@ def describe_error(exc: BaseException) -> tuple[str | None, int]:
 
     if isinstance(exc, SpecError):
         return exc.pretty(), 2
-    if isinstance(exc, SolverError):
+    if isinstance(exc, (SolverError, SweepError)):
         return str(exc), 2
     if isinstance(exc, ExportError):
         return str(exc), 1

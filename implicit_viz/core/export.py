@@ -205,3 +205,53 @@ def _csv_num(v: Any) -> str:
         return ""
     v = float(v)
     return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else repr(v))
+
+
+SWEEP_SUFFIXES = (".npz", ".json")
+
+
+def sweep_json(result: Any) -> dict[str, Any]:
+    """A sweep as JSON-ready data: metadata, summary and every per-cell array (NaN -> null)."""
+    out = result.metadata()
+    out["summary"] = result.summary()
+    arrays = result.arrays()
+    out["arrays"] = {
+        k: _json_array(v) for k, v in arrays.items() if k not in ("metadata", "status_names")
+    }
+    return out
+
+
+def write_sweep(path: str | Path, result: Any) -> Path:
+    """Write a :class:`~implicit_viz.core.sweep.SweepResult` to ``.npz`` (arrays, with the
+    metadata as a JSON string) or ``.json``. Raises :class:`ExportError` naming the path."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SWEEP_SUFFIXES:
+        raise ExportError(
+            f"cannot write '{p}': unknown format '{suffix or '(none)'}'; use .npz or .json"
+        )
+    try:
+        if suffix == ".npz":
+            with _open_binary(p) as fh:
+                np.savez_compressed(fh, **result.arrays())
+        else:
+            _write_text(p, json.dumps(sweep_json(result), allow_nan=False))
+    except ExportError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot write '{p}': {_reason(exc)}") from None
+    return p
+
+
+def _json_array(a: np.ndarray) -> Any:
+    if a.dtype.kind == "f":
+        return _json_nested(a.tolist())
+    return a.tolist()
+
+
+def _json_nested(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_json_nested(x) for x in v]
+    if isinstance(v, float):
+        return _num(v)
+    return v

@@ -38,6 +38,9 @@ MAX_AXIS_CELLS = 16_384
 MAX_CELLS = 1 << 26
 MAX_TILE = 65_536
 MAX_BASINS = 256
+#: When an axis changes the map itself (a param or tensor), more distinct fixed points than
+#: this mean the fixed point moves with the parameter: no basins are assigned.
+MAX_BASINS_MAP_AXES = 16
 MAX_Z_BYTES = 128 * 1024**2
 SWEEP_FORMAT = "implicit_viz.sweep/1"
 
@@ -205,9 +208,9 @@ class SweepResult:
     z : (ny, nx, D) float32 or None
         The last iterate of every cell (kept when it takes at most 128 MB).
     basins_resolved : bool
-        False when more than 256 distinct fixed points turned up (the fixed point moves
-        continuously with a swept param): then ``basin`` is -1 everywhere and ``fixed_points``
-        empty; ``z`` still holds each cell's point.
+        False when the fixed point moves continuously with a swept param or tensor (more than
+        16 distinct points; 256 when only start components are swept): then ``basin`` is -1
+        everywhere and ``fixed_points`` empty; ``z`` still holds each cell's point.
     """
 
     request: SweepRequest
@@ -489,7 +492,10 @@ def iter_sweep(
         z=np.full((ny, nx, d), np.nan, np.float32) if ny * nx * d * 4 <= MAX_Z_BYTES else None,
         tile_size=tile,
     )
-    basins = _BasinIndex(request.resolved_basin_tol, d)
+    map_axes = any(t.kind != "z0" for t in targets)
+    basins = _BasinIndex(
+        request.resolved_basin_tol, d, MAX_BASINS_MAP_AXES if map_axes else MAX_BASINS
+    )
     flat_status = result.status.reshape(-1)
     flat_iters = result.iterations.reshape(-1)
     flat_res = result.residual.reshape(-1)
@@ -582,8 +588,9 @@ def _orbit(fm: FixedPointMap, solver: Any, z: torch.Tensor, n: int) -> np.ndarra
 class _BasinIndex:
     """Distinct fixed points, found greedily: a point within tolerance of a known one joins it."""
 
-    def __init__(self, tol: float, dim: int) -> None:
+    def __init__(self, tol: float, dim: int, limit: int = MAX_BASINS) -> None:
         self.tol = tol
+        self.limit = limit
         self.points = np.zeros((0, dim))
         self.overflow = False  # too many distinct points: the fixed point varies continuously
 
@@ -599,7 +606,7 @@ class _BasinIndex:
         finite = np.isfinite(z).all(axis=1)
         keys = np.floor(z[finite] / self.tol).astype(np.int64)
         _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        if len(first) > 4 * MAX_BASINS:
+        if len(first) > 4 * self.limit:
             self.overflow = True
             return ids
         rep_ids = self._assign_few(z[finite][first])
@@ -612,7 +619,7 @@ class _BasinIndex:
         ids = self._nearest(z) if len(self.points) else np.full(len(z), -1, np.int64)
         todo = np.flatnonzero(ids < 0)
         while todo.size:
-            if len(self.points) >= MAX_BASINS:
+            if len(self.points) >= self.limit:
                 self.overflow = True
                 return ids
             self.points = np.vstack([self.points, z[todo[0]]])

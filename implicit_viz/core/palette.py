@@ -1,0 +1,111 @@
+"""Colours of sweep pictures (NumPy only), shared by the CLI's PNG and the app's basins view.
+
+Each basin has its own hue, shaded by iterations (darker = more steps); diverged, max_iter,
+chaotic and not-yet-solved cells have colours of their own, periodic cells a warm colour per
+period. :func:`legend` lists what appears in a picture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from implicit_viz.core.status import Status
+
+RGB = tuple[int, int, int]
+
+#: Hues for basins 0, 1, 2, ... (cycled).
+BASIN_COLORS: list[RGB] = [
+    (31, 119, 180),
+    (44, 160, 44),
+    (148, 103, 189),
+    (23, 190, 207),
+    (140, 86, 75),
+    (188, 189, 34),
+    (65, 105, 225),
+    (0, 128, 128),
+    (107, 142, 35),
+    (147, 112, 219),
+]
+#: Converged cells when basins are not resolved (the fixed point moves with the params).
+CONVERGED_COLOR: RGB = (31, 119, 180)
+#: Periodic cells by period 2, 3, 4, ... (cycled after the last).
+PERIOD_COLORS: list[RGB] = [
+    (255, 215, 0),
+    (255, 140, 0),
+    (255, 99, 71),
+    (220, 20, 60),
+    (255, 105, 180),
+    (210, 105, 30),
+    (240, 128, 128),
+    (255, 160, 122),
+]
+STATUS_COLORS: dict[Status, RGB] = {
+    Status.NOT_RUN: (128, 128, 128),
+    Status.DIVERGED: (25, 25, 25),
+    Status.MAX_ITER: (235, 235, 235),
+    Status.CHAOTIC: (199, 21, 133),
+}
+
+
+def period_color(k: int) -> RGB:
+    return PERIOD_COLORS[(max(k, 2) - 2) % len(PERIOD_COLORS)]
+
+
+def basin_color(i: int) -> RGB:
+    return BASIN_COLORS[i % len(BASIN_COLORS)]
+
+
+def cell_colors(
+    status: np.ndarray,
+    iterations: np.ndarray,
+    basin: np.ndarray,
+    period: np.ndarray,
+    max_iter: int,
+    shade: bool = True,
+) -> np.ndarray:
+    """RGB image ``(ny, nx, 3)`` uint8 for per-cell arrays of a sweep.
+
+    Converged cells take their basin's hue (one hue if ``basin`` is -1), scaled from full
+    brightness (1 step) to 35 % (``max_iter`` steps) on a log scale when ``shade``.
+    """
+    out = np.zeros((*status.shape, 3), np.float64)
+    conv = status == int(Status.CONVERGED)
+    if conv.any():
+        b = basin[conv]
+        hues = np.array([basin_color(int(i)) if i >= 0 else CONVERGED_COLOR for i in b], float)
+        if shade:
+            it = iterations[conv].astype(float)
+            t = np.log1p(it) / np.log1p(max(max_iter, 1))
+            hues = hues * (1.0 - 0.65 * np.clip(t, 0, 1))[:, None]
+        out[conv] = hues
+    per = status == int(Status.PERIODIC)
+    if per.any():
+        out[per] = np.array([period_color(int(k)) for k in period[per]], float)
+    for st, rgb in STATUS_COLORS.items():
+        m = status == int(st)
+        if m.any():
+            out[m] = rgb
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def legend(
+    status: np.ndarray, basin: np.ndarray, period: np.ndarray, fixed_points: np.ndarray
+) -> list[tuple[str, RGB]]:
+    """Labels and colours of what a picture shows, in a fixed order."""
+    items: list[tuple[str, RGB]] = []
+    conv = status == int(Status.CONVERGED)
+    if conv.any():
+        ids = np.unique(basin[conv])
+        if (ids < 0).all():
+            items.append(("converged", CONVERGED_COLOR))
+        for i in ids[ids >= 0][:12]:
+            pt = ", ".join(f"{v:.3g}" for v in fixed_points[int(i)][:3])
+            more = ", ..." if fixed_points.shape[1] > 3 else ""
+            items.append((f"basin {int(i)}: z* = ({pt}{more})", basin_color(int(i))))
+    pmask = status == int(Status.PERIODIC)
+    for k in np.unique(period[pmask])[:8]:
+        items.append((f"periodic, k = {int(k)}", period_color(int(k))))
+    for st in (Status.CHAOTIC, Status.MAX_ITER, Status.DIVERGED, Status.NOT_RUN):
+        if (status == int(st)).any():
+            items.append((st.label.replace("_", " "), STATUS_COLORS[st]))
+    return items
