@@ -193,6 +193,7 @@ def _run(
     bw = b
     live = torch.ones(bw, dtype=torch.bool, device=dev)
     n_live = bw
+    candidate = torch.zeros(bw, dtype=torch.int64, device=dev)  # period seen at the last test
     ring = z.new_empty(h, d, bw)
     ring_count = 0
     windowed = opts.period_every >= h
@@ -256,11 +257,17 @@ def _run(
         if check_point and n_live:
             found, per = _detect_period(ring, k, h, opts, ~live, ring_count)
             if found is not None:
-                sel = found.nonzero().squeeze(1)
+                # A cycle counts once two successive tests agree on its period: a chaotic
+                # orbit passing close to an unstable cycle matches once and then moves on.
+                confirmed = found & (per == candidate)
+                candidate = torch.where(found, per, 0)
+                sel = confirmed.nonzero().squeeze(1)
                 if sel.numel():
-                    _store_cycles(cycle, rows, found, per, ring, k, h)
+                    _store_cycles(cycle, rows, confirmed, per, ring, k, h)
                     finish(sel, int(Status.PERIODIC), per[sel])
                     n_live -= int(sel.numel())
+            else:
+                candidate.zero_()
 
         if k == t_max or n_live == 0:
             break
@@ -270,7 +277,9 @@ def _run(
                 break
             if progress is not None and (check_point or sync_every != 1):
                 progress(k, n_live)
-            in_window = windowed and (-k) % opts.period_every < h and k % opts.period_every
+            in_window = windowed and (
+                ((-k) % opts.period_every < h and k % opts.period_every) or t_max - k < h
+            )
             if n_live < bw and k % opts.compact_every == 0 and not in_window:
                 keep = live.nonzero().squeeze(1)
                 rows = keep if rows is None else rows[keep]
@@ -284,6 +293,7 @@ def _run(
                     ring = ring[..., keep]
                 bw = int(keep.shape[0])
                 live = torch.ones(bw, dtype=torch.bool, device=dev)
+                candidate = candidate[keep]
 
         z, fz, state = slv.step(f, z, fz, state)
 
@@ -360,6 +370,14 @@ def _detect_period(
     per = torch.zeros_like(spread, dtype=torch.int64)
     for i in range(len(ps) - 1, -1, -1):  # the smallest period wins
         per = torch.where(hit[i], ps[i], per)
+    # An orbit still closing in on a q-cycle with multiplier near -1 matches 2q before q;
+    # a divisor q that nearly fits (within 100 x the tolerance) is the period.
+    near = d1 <= 100 * tight
+    for i in range(len(ps) - 1, -1, -1):
+        p = ps[i]
+        for q in range(2, p // 2 + 1):
+            if p % q == 0:
+                per = torch.where((per == p) & near[q - 2], q, per)
     found = (per > 0) & (spread > 10 * thr) & ~done
     return found, per
 
@@ -394,8 +412,8 @@ def lyapunov_estimate(
     """
     f = step_map.take(rows) if hasattr(step_map, "take") else step_map
     d, n = z.shape
-    gen = torch.Generator().manual_seed(0)
-    v = torch.randn(d, n, generator=gen, dtype=torch.float64).to(z)
+    gen = torch.Generator().manual_seed(0)  # one direction for every row: batch-independent
+    v = torch.randn(d, 1, generator=gen, dtype=torch.float64).to(z).expand(d, n)
     v = v / col_norm(v).clamp_min(1e-300)
     eps = torch.finfo(z.dtype).eps ** 0.5 * (1 + z.abs().amax(dim=0))
     total = torch.zeros(n, dtype=z.dtype, device=z.device)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from implicit_viz.core.driver import resolve_solver, solve
-from implicit_viz.core.errors import SpecError, SweepError
+from implicit_viz.core.errors import SolverError, SpecError, SweepError
 from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.spec import Spec, Target, parse_target
@@ -319,8 +319,9 @@ class SweepResult:
         }
 
     def filled(self, name: str) -> np.ndarray:
-        """Array ``name`` with cells not yet solved copied from the nearest coarse-preview cell
-        (for drawing a preview); solved cells are unchanged."""
+        """Array ``name`` with cells not yet solved copied from the coarse-preview cell of their
+        ``preview x preview`` block (its first cell), for drawing a preview; solved cells are
+        unchanged."""
         arr = getattr(self, name)
         s = max(self.request.preview, 1)
         if s == 1 or self.complete:
@@ -388,7 +389,10 @@ def validate(request: SweepRequest) -> list[Target]:
         raise SweepError(f"preview stride must be at least 1, got {request.preview}")
     if request.basin_tol is not None and not request.basin_tol > 0:
         raise SweepError(f"basin_tol must be positive, got {request.basin_tol}")
-    resolve_solver(request.solver, request.solver_options)
+    try:
+        resolve_solver(request.solver, request.solver_options)
+    except SolverError as exc:
+        raise SweepError(str(exc)) from None
     tile_size(request)
     return targets
 
