@@ -19,7 +19,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,31 +149,51 @@ def trace_csv(spec: Spec | None, results: Sequence[SolveResult]) -> str:
     return buf.getvalue()
 
 
-def write_trace(path: str | Path, spec: Spec | None, results: Sequence[SolveResult]) -> Path:
-    """Write results to ``path``; the format follows the suffix (.csv, .npz, .json).
+def write_file(path: str | Path, writers: Mapping[str, Callable[[Path], None]]) -> Path:
+    """Write ``path`` with the writer registered for its suffix (``{".npz": fn, ...}``).
 
-    Raises :class:`ExportError` naming the path and the reason when it cannot be written.
+    Raises :class:`ExportError` naming the path and the reason: an unknown suffix, a missing
+    folder, no permission, a full disk.
     """
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix not in TRACE_SUFFIXES:
+    if suffix not in writers:
         raise ExportError(
-            f"cannot write '{p}': unknown format '{suffix or '(none)'}'; use .csv, .npz or .json"
+            f"cannot write '{p}': unknown format '{suffix or '(none)'}'; use {', '.join(writers)}"
         )
     try:
-        if suffix == ".json":
-            _write_text(p, json.dumps(trace_json(spec, results), indent=1, allow_nan=False))
-        elif suffix == ".csv":
-            _write_text(p, trace_csv(spec, results))
-        else:
-            arrays = trace_arrays(spec, results)
-            with _open_binary(p) as fh:
-                np.savez_compressed(fh, **arrays)
+        writers[suffix](p)
     except ExportError:
         raise
     except (OSError, ValueError) as exc:
         raise ExportError(f"cannot write '{p}': {_reason(exc)}") from None
     return p
+
+
+def write_npz(p: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Compressed NPZ of ``arrays``."""
+    with _open_binary(p) as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def write_json(p: Path, doc: Any, indent: int | None = None) -> None:
+    """Strict JSON (NaN and inf are errors: convert them to null first)."""
+    _write_text(p, json.dumps(doc, indent=indent, allow_nan=False))
+
+
+def write_trace(path: str | Path, spec: Spec | None, results: Sequence[SolveResult]) -> Path:
+    """Write results to ``path``; the format follows the suffix (.csv, .npz, .json).
+
+    Raises :class:`ExportError` naming the path and the reason when it cannot be written.
+    """
+    return write_file(
+        path,
+        {
+            ".csv": lambda p: _write_text(p, trace_csv(spec, results)),
+            ".npz": lambda p: write_npz(p, trace_arrays(spec, results)),
+            ".json": lambda p: write_json(p, trace_json(spec, results), indent=1),
+        },
+    )
 
 
 def _write_text(p: Path, text: str) -> None:
@@ -224,23 +244,13 @@ def sweep_json(result: Any) -> dict[str, Any]:
 def write_sweep(path: str | Path, result: Any) -> Path:
     """Write a :class:`~implicit_viz.core.sweep.SweepResult` to ``.npz`` (arrays, with the
     metadata as a JSON string) or ``.json``. Raises :class:`ExportError` naming the path."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in SWEEP_SUFFIXES:
-        raise ExportError(
-            f"cannot write '{p}': unknown format '{suffix or '(none)'}'; use .npz or .json"
-        )
-    try:
-        if suffix == ".npz":
-            with _open_binary(p) as fh:
-                np.savez_compressed(fh, **result.arrays())
-        else:
-            _write_text(p, json.dumps(sweep_json(result), allow_nan=False))
-    except ExportError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot write '{p}': {_reason(exc)}") from None
-    return p
+    return write_file(
+        path,
+        {
+            ".npz": lambda p: write_npz(p, result.arrays()),
+            ".json": lambda p: write_json(p, sweep_json(result)),
+        },
+    )
 
 
 def _json_array(a: np.ndarray) -> Any:
