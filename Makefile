@@ -23,6 +23,8 @@ lint: setup-test
 bench: setup-test
 	$(VENV)/bin/python -m pip install -q "torchdeq>=0.1"
 	$(VENV)/bin/python benchmarks/bench_solve.py $(ARGS)
+	$(VENV)/bin/python benchmarks/bench_sweep.py $(ARGS)
+	$(VENV)/bin/python benchmarks/bench_grad.py $(ARGS)
 
 setup:
 	@scripts/bootstrap.sh app

@@ -116,14 +116,6 @@ def finite_or_none(v: float | None) -> float | None:
 
 def print_json(doc: Any) -> None:
     """Write exactly one JSON document to stdout (NaN/inf become null)."""
-    sys.stdout.write(json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n")
+    from implicit_viz.core.jsonsafe import json_safe
 
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
+    sys.stdout.write(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")

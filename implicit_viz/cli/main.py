@@ -14,13 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from implicit_viz import __version__
-from implicit_viz.cli import presets_cmd, solve_cmd, sweep_cmd
+from implicit_viz.cli import grad_cmd, presets_cmd, solve_cmd, sweep_cmd
 from implicit_viz.cli.common import CLIError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 
-_COMMANDS = (solve_cmd, sweep_cmd, presets_cmd)
+_COMMANDS = (solve_cmd, sweep_cmd, grad_cmd, presets_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,6 +39,15 @@ _EXPORTS = {
     "available_solvers": "implicit_viz.core.solvers",
     "register_solver": "implicit_viz.core.solvers",
     "jacobian": "implicit_viz.core.jacobians",
+    "Axis": "implicit_viz.core.sweep",
+    "SweepRequest": "implicit_viz.core.sweep",
+    "SweepResult": "implicit_viz.core.sweep",
+    "sweep": "implicit_viz.core.sweep",
+    "iter_sweep": "implicit_viz.core.sweep",
+    "sweep_options": "implicit_viz.core.sweep",
+    "GradRequest": "implicit_viz.core.gradients",
+    "GradReport": "implicit_viz.core.gradients",
+    "gradient_lab": "implicit_viz.core.gradients",
     "jacobian_at": "implicit_viz.core.diagnostics",
 }
 

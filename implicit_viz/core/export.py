@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from implicit_viz import __version__
+from implicit_viz.core.jsonsafe import json_safe
 from implicit_viz.core.result import SolveResult
 from implicit_viz.core.spec import Spec
 from implicit_viz.core.status import status_descriptions, status_names
@@ -254,14 +255,51 @@ def write_sweep(path: str | Path, result: Any) -> Path:
 
 
 def _json_array(a: np.ndarray) -> Any:
-    if a.dtype.kind == "f":
-        return _json_nested(a.tolist())
-    return a.tolist()
+    return json_safe(a.tolist())
 
 
-def _json_nested(v: Any) -> Any:
-    if isinstance(v, list):
-        return [_json_nested(x) for x in v]
-    if isinstance(v, float):
-        return _num(v)
-    return v
+GRAD_SUFFIXES = (".csv", ".npz", ".json")
+
+
+def grad_csv(report: Any) -> str:
+    """A gradient-lab report as CSV: ``#`` lines (metadata JSON with the method table, the
+    spec), then one row per curve and ``k``: ``method, k, rel_error, cosine, memory_bytes,
+    forward_residual, backward_residual``."""
+    buf = io.StringIO()
+    meta = report.metadata()
+    spec_toml = meta.pop("spec")
+    meta["methods"] = [
+        {k: v for k, v in m.items() if k != "gradient"} for m in report.to_dict()["methods"]
+    ]
+    buf.write(
+        f"# implicit_viz gradient lab ({meta['format']}); metadata as JSON on the next line\n"
+    )
+    buf.write("# " + json.dumps(json_safe(meta), allow_nan=False) + "\n")
+    for line in spec_toml.splitlines():
+        buf.write("# spec> " + line + "\n")
+    cols = (
+        "method",
+        "k",
+        "rel_error",
+        "cosine",
+        "memory_bytes",
+        "forward_residual",
+        "backward_residual",
+    )
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for row in report.curve_rows():
+        writer.writerow([_csv_num(row[c]) if isinstance(row[c], float) else row[c] for c in cols])
+    return buf.getvalue()
+
+
+def write_grad_report(path: str | Path, report: Any) -> Path:
+    """Write a :class:`~implicit_viz.core.gradients.GradReport` to .csv, .npz or .json."""
+    return write_file(
+        path,
+        {
+            ".csv": lambda p: _write_text(p, grad_csv(report)),
+            ".npz": lambda p: write_npz(p, report.arrays()),
+            ".json": lambda p: write_json(p, report.to_dict(), indent=1),
+        },
+    )

@@ -78,6 +78,10 @@ class Anderson(Solver):
                 mix_x = (at @ x).squeeze(1).T
                 z_new = torch.lerp(mix_x, mix_f, self.beta)
         fz_new = f(z_new)
+        if torch.is_grad_enabled() and (fz_new.requires_grad or z_new.requires_grad):
+            # Under autograd (unrolled backprop) write into fresh buffers: the history read
+            # above is saved for backward and must not change in place.
+            xs, fs = xs.clone(), fs.clone()
         slot = n % self.m
         xs[:, slot] = z_new.T
         fs[:, slot] = fz_new.T
