@@ -42,7 +42,6 @@ _EXPORTS = {
     "Axis": "implicit_viz.core.sweep",
     "SweepRequest": "implicit_viz.core.sweep",
     "SweepResult": "implicit_viz.core.sweep",
-    "sweep": "implicit_viz.core.sweep",
     "iter_sweep": "implicit_viz.core.sweep",
     "sweep_options": "implicit_viz.core.sweep",
     "GradRequest": "implicit_viz.core.gradients",
