@@ -18,7 +18,6 @@ See ``benchmarks/README.md`` for what every column means.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import clean, git_state, json_default, loadavg, make_sync, time_round_robin
 
 from implicit_viz.core.diagnostics import add_diagnostics, jacobian_at, jacobian_info
 from implicit_viz.core.driver import compare, solve
@@ -403,51 +403,6 @@ def scipy_methods(p: Problem) -> list[Method]:
 # --------------------------------------------------------------------------------------------
 # timing
 # --------------------------------------------------------------------------------------------
-def make_sync(device: str) -> Callable[[], None]:
-    if device == "cuda":
-        return torch.cuda.synchronize
-    return lambda: None
-
-
-def time_round_robin(
-    fns: list[Callable[[], Any]],
-    reps: int,
-    warmup: int,
-    sync: Callable[[], None],
-    before: list[Callable[[], None] | None] | None = None,
-) -> list[list[float]]:
-    """Per-callable wall times (s): warm-up, then ``reps`` rounds, order rotating each round.
-
-    ``before[i]`` (optional) runs untimed just before callable ``i`` (e.g. a thread switch).
-    """
-    n = len(fns)
-    before = before or [None] * n
-    for i, fn in enumerate(fns):
-        for _ in range(warmup):
-            if before[i]:
-                before[i]()
-            fn()
-        sync()
-    times: list[list[float]] = [[] for _ in fns]
-    gc_was = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(reps):
-            for j in range(n):
-                i = (j + r) % n
-                if before[i]:
-                    before[i]()
-                sync()
-                t0 = time.perf_counter()
-                fns[i]()
-                sync()
-                times[i].append(time.perf_counter() - t0)
-            gc.collect()
-    finally:
-        if gc_was:
-            gc.enable()
-    return times
 
 
 def med_ms(ts: list[float]) -> float:
@@ -516,7 +471,7 @@ def run_problem(p: Problem, device: str, reps: int, warmup: int) -> dict[str, An
     # 2. timing, side by side
     live = [m for m in methods if m.error is None]
     fns = [m.build(p.torch_f, p.np_f) for m in live]
-    all_times = time_round_robin(fns, reps, warmup, sync)
+    all_times = time_round_robin(fns, reps, sync, warmup=warmup)
     for m, ts in zip(live, all_times):
         m.times = ts
 
@@ -656,7 +611,9 @@ def profile(p: Problem, device: str, reps: int, warmup: int) -> dict[str, Any]:
 
         return run
 
-    times = time_round_robin([wrap(f, s, k) for f, (s, k) in zip(fns, labels)], reps, warmup, sync)
+    times = time_round_robin(
+        [wrap(f, s, k) for f, (s, k) in zip(fns, labels)], reps, sync, warmup=warmup
+    )
     per = {}
     for i, s in enumerate(OURS):
         t_full, t_lo, t_hi = (times[3 * i + j] for j in range(3))
@@ -727,7 +684,9 @@ def profile(p: Problem, device: str, reps: int, warmup: int) -> dict[str, Any]:
             3,
         ),
     ]
-    bt = time_round_robin([_micro(f, n) for _, f, n in blocks], reps, max(1, warmup // 2), sync)
+    bt = time_round_robin(
+        [_micro(f, n) for _, f, n in blocks], reps, sync, warmup=max(1, warmup // 2)
+    )
     out["blocks_us"] = {name: med_ms(ts) * 1e3 / n for (name, _, n), ts in zip(blocks, bt)}
 
     return out
@@ -819,10 +778,10 @@ def thread_section(p: Problem, reps: int, warmup: int, contend: bool) -> dict[st
     try:
         for cond, n, w in conditions:
             if cond == "quiet":
-                tt = time_round_robin(fns, n, w, sync, before)
+                tt = time_round_robin(fns, n, sync, warmup=w, before=before)
             else:
                 with _BusyCore():
-                    tt = time_round_robin(fns, n, w, sync, before)
+                    tt = time_round_robin(fns, n, sync, warmup=w, before=before)
             k = len(calls)
             out[cond] = {
                 f"threads={default}": {
@@ -869,42 +828,12 @@ def environment(device: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "device": device,
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
-    env.update(_git_state())
+    env.update(git_state())
     return env
-
-
-def _git_state() -> dict[str, Any]:
-    """The commit measured, and which library files differ from it (uncommitted edits)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "implicit_viz"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"git_head": head, "library_changes": [ln[3:] for ln in dirty if ln.strip()]}
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return list(os.getloadavg())
-    except OSError:  # pragma: no cover
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -999,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
             txt = ", ".join(f"{r['method'].split(' ', 1)[1]} {r['ratio']:.2f}" for r in peers)
             print(f"  ratios {res['key']}: {txt}")
     elapsed = time.perf_counter() - t_start
-    env["loadavg_end"] = _loadavg()
+    env["loadavg_end"] = loadavg()
     print(f"(benchmark took {elapsed:.0f} s; load average at the end {env['loadavg_end']})")
 
     if args.json:
@@ -1020,28 +949,9 @@ def main(argv: list[str] | None = None) -> int:
             "elapsed_s": elapsed,
         }
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(_clean(doc), fh, indent=1, default=_json_default)
+            json.dump(clean(doc), fh, indent=1, default=json_default)
         print(f"wrote {args.json}")
     return 0
-
-
-def _clean(o: Any) -> Any:
-    """NaN/inf -> None, so the file is strict JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 if __name__ == "__main__":

@@ -366,18 +366,21 @@ def _detect_period(
     # The second bound rejects a slow alternating approach to a fixed point (multiplier near
     # -1), whose iterates two steps apart differ by a fixed fraction of the step.
     tight = torch.minimum(thr, _CYCLE_REL * spread)
-    hit = (d1 <= tight) & (d2 <= tight)
+    hit = (d1 <= tight) & (d2 <= tight)  # (P-1, Bw)
     per = torch.zeros_like(spread, dtype=torch.int64)
-    for i in range(len(ps) - 1, -1, -1):  # the smallest period wins
-        per = torch.where(hit[i], ps[i], per)
-    # An orbit still closing in on a q-cycle with multiplier near -1 matches 2q before q;
-    # a divisor q that nearly fits (within 100 x the tolerance) is the period.
-    near = d1 <= 100 * tight
-    for i in range(len(ps) - 1, -1, -1):
-        p = ps[i]
-        for q in range(2, p // 2 + 1):
-            if p % q == 0:
-                per = torch.where((per == p) & near[q - 2], q, per)
+    rows = hit.any(dim=0).nonzero().squeeze(1)
+    if rows.numel():
+        # Work on the few rows with a hit: the smallest matching period, then a divisor q of it
+        # that nearly fits (an orbit closing in on a q-cycle with multiplier near -1 matches
+        # 2q before q): within 100 x the tolerance, q is the period.
+        sub = hit[:, rows].T.to(torch.int8).contiguous()  # (k, P-1): argmax along rows is fast
+        p_row = sub.argmax(dim=1) + 2  # first hit = smallest period
+        near = (d1[:, rows] <= 100 * tight[rows]).to(torch.int8)
+        for p in p_row.unique().tolist():
+            for q in range(2, p // 2 + 1):
+                if p % q == 0:
+                    p_row = torch.where((p_row == p) & (near[q - 2] > 0), q, p_row)
+        per[rows] = p_row
     found = (per > 0) & (spread > 10 * thr) & ~done
     return found, per
 
@@ -445,6 +448,6 @@ def _store_cycles(
     for p in per[sel].unique().tolist():
         s = sel[per[sel] == p]
         slots = torch.tensor([(k - p + 1 + j) % h for j in range(p)], device=ring.device)
-        pts = ring[slots][:, :, s].permute(2, 0, 1)  # (n, p, D)
+        pts = ring.index_select(2, s)[slots].permute(2, 0, 1)  # (n, p, D)
         g = s if rows is None else rows[s]
         cycle[g, :p] = pts
