@@ -355,25 +355,30 @@ def _detect_period(
     if p_max < 2:
         return None, None
     z_t = ring[k % h]
-    dist_t = _ring_distance(ring, z_t)  # (h, Bw)
-    dist_t1 = _ring_distance(ring, ring[(k - 1) % h])
     dev = ring.device
     ps = range(2, p_max + 1)
+    dist_t = _ring_distance(ring, z_t)  # (h, Bw)
     d1 = dist_t[torch.tensor([(k - p) % h for p in ps], device=dev)]  # (P-1, Bw)
-    d2 = dist_t1[torch.tensor([(k - 1 - p) % h for p in ps], device=dev)]
     spread = dist_t[(k - 1) % h]
     thr = opts.period_tol * (1 + col_absmax(z_t))
     # The second bound rejects a slow alternating approach to a fixed point (multiplier near
     # -1), whose iterates two steps apart differ by a fixed fraction of the step.
     tight = torch.minimum(thr, _CYCLE_REL * spread)
-    hit = (d1 <= tight) & (d2 <= tight)  # (P-1, Bw)
     per = torch.zeros_like(spread, dtype=torch.int64)
-    rows = hit.any(dim=0).nonzero().squeeze(1)
+    # The second condition is tested only on the rows that pass the first.
+    rows = ((d1 <= tight).any(dim=0) & ~done).nonzero().squeeze(1)
+    if rows.numel():
+        sub_ring = ring.index_select(2, rows)
+        dist_t1 = _ring_distance(sub_ring, sub_ring[(k - 1) % h])
+        d2 = dist_t1[torch.tensor([(k - 1 - p) % h for p in ps], device=dev)]
+        hit_rows = (d1[:, rows] <= tight[rows]) & (d2 <= tight[rows])
+        keep = hit_rows.any(dim=0)
+        rows, hit_rows = rows[keep], hit_rows[:, keep]
     if rows.numel():
         # Work on the few rows with a hit: the smallest matching period, then a divisor q of it
         # that nearly fits (an orbit closing in on a q-cycle with multiplier near -1 matches
         # 2q before q): within 100 x the tolerance, q is the period.
-        sub = hit[:, rows].T.to(torch.int8).contiguous()  # (k, P-1): argmax along rows is fast
+        sub = hit_rows.T.to(torch.int8).contiguous()  # (k, P-1): argmax along rows is fast
         p_row = sub.argmax(dim=1) + 2  # first hit = smallest period
         near = (d1[:, rows] <= 100 * tight[rows]).to(torch.int8)
         for p in p_row.unique().tolist():
