@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from implicit_viz.core.jsonsafe import json_safe
+
 
 def make_sync(device: str) -> Callable[[], None]:
     """A function that waits for the device (cuda) or does nothing (cpu)."""
@@ -94,15 +96,7 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def clean(o: Any) -> Any:
-    """NaN/inf -> None (strict JSON), through dicts and lists."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [clean(v) for v in o]
-    return o
+clean = json_safe  # NaN/inf -> None (strict JSON), through dicts and lists
 
 
 def json_default(o: Any) -> Any:
