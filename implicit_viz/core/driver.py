@@ -192,6 +192,7 @@ def _run(
     rows: torch.Tensor | None = None  # global index of each working row; None = identity
     bw = b
     live = torch.ones(bw, dtype=torch.bool, device=dev)
+    dead_mask = torch.zeros(bw, dtype=torch.bool, device=dev)  # ~live, kept in step
     n_live = bw
     candidate = torch.zeros(bw, dtype=torch.int64, device=dev)  # period seen at the last test
     ring = z.new_empty(h, d, bw)
@@ -210,6 +211,7 @@ def _run(
         if per is not None:
             out_period[g] = per
         live[sel] = False
+        dead_mask[sel] = True
 
     for k in range(t_max + 1):
         g_res = fz - z
@@ -240,13 +242,16 @@ def _run(
         else:
             ring_count = 0
 
-        # Stop test: converged (below tolerance) or non-finite; NaN fails both comparisons.
+        # Stop test: converged (below tolerance) or non-finite. nan_to_num sends NaN and inf
+        # to 0, below any tolerance, so one comparison catches both; dead rows get +inf.
         thr2 = (opts.tol + opts.rtol * col_norm(fz)) ** 2 if opts.rtol else tol2
-        moving = (sq > thr2) & (sq < inf)
+        key = sq.nan_to_num(nan=0.0, posinf=0.0)
         check_point = k >= 4 and (k % opts.period_every == 0 or k == t_max)
         if check_point:
-            moving = moving & (col_absmax(z) <= opts.div_bound)
-        stop = live & ~moving
+            key = key.masked_fill(col_absmax(z) > opts.div_bound, 0.0)
+        if n_live < bw:
+            key = key.masked_fill(dead_mask, inf)
+        stop = key <= thr2
         if sync_every != 1 or bool(stop.any()):
             sel = stop.nonzero().squeeze(1)
             if sel.numel():
@@ -293,6 +298,7 @@ def _run(
                     ring = ring[..., keep]
                 bw = int(keep.shape[0])
                 live = torch.ones(bw, dtype=torch.bool, device=dev)
+                dead_mask = torch.zeros(bw, dtype=torch.bool, device=dev)
                 candidate = candidate[keep]
 
         z, fz, state = slv.step(f, z, fz, state)
