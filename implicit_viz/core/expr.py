@@ -337,13 +337,9 @@ def _index_value(node: ast.AST) -> tuple[int | slice, ...]:
 
 def free_names(tree: ast.Expression) -> set[str]:
     """The names (not function names) an expression reads."""
-    return {
-        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not _is_call_target(tree, n)
-    }
-
-
-def _is_call_target(tree: ast.AST, name: ast.Name) -> bool:
-    return any(isinstance(c, ast.Call) and c.func is name for c in ast.walk(tree))
+    nodes = list(ast.walk(tree))
+    called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
+    return {n.id for n in nodes if isinstance(n, ast.Name) and id(n) not in called}
 
 
 # --------------------------------------------------------------------------------------------
