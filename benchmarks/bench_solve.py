@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +29,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import clean, git_state, json_default, loadavg, make_sync, time_round_robin
+from common import (
+    BusyCore,
+    clean,
+    environment,
+    json_default,
+    loadavg,
+    make_sync,
+    time_round_robin,
+)
 
 from implicit_viz.core.diagnostics import add_diagnostics, jacobian_at, jacobian_info
 from implicit_viz.core.driver import compare, solve
@@ -725,30 +730,6 @@ def print_profile(prof: dict[str, Any]) -> None:
 # threads x load: torch's default thread count against one thread, on a quiet machine and with
 # one core kept busy by a child process (a noisy neighbour, as on a shared 2-core machine)
 # --------------------------------------------------------------------------------------------
-class _BusyCore:
-    """A child process spinning on one core while the block runs; it stops itself after
-    ``limit_s`` in any case, and is ended through its own handle."""
-
-    def __init__(self, limit_s: float = 120.0) -> None:
-        self.limit_s = limit_s
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> _BusyCore:
-        code = f"import time\nt = time.time() + {self.limit_s}\nwhile time.time() < t: pass\n"
-        self.proc = subprocess.Popen([sys.executable, "-c", code])
-        time.sleep(0.3)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
-                self.proc.wait()
-
-
 def thread_section(p: Problem, reps: int, warmup: int, contend: bool) -> dict[str, Any] | None:
     """Our five solves and the all-five pair at torch's default threads and at 1 thread."""
     default = torch.get_num_threads()
@@ -780,7 +761,7 @@ def thread_section(p: Problem, reps: int, warmup: int, contend: bool) -> dict[st
             if cond == "quiet":
                 tt = time_round_robin(fns, n, sync, warmup=w, before=before)
             else:
-                with _BusyCore():
+                with BusyCore():
                     tt = time_round_robin(fns, n, sync, warmup=w, before=before)
             k = len(calls)
             out[cond] = {
@@ -818,24 +799,6 @@ def print_threads(th: dict[str, Any] | None, key: str) -> None:
 # --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
-def environment(device: str) -> dict[str, Any]:
-    env = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": getattr(scipy, "__version__", None),
-        "torchdeq": getattr(torchdeq, "__version__", "installed" if torchdeq else None),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "device": device,
-        "loadavg_start": loadavg(),
-    }
-    if device == "cuda":
-        env["gpu"] = torch.cuda.get_device_name()
-    env.update(git_state())
-    return env
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
@@ -860,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = 2 if args.quick else 3
     t_start = time.perf_counter()
 
-    env = environment(args.device)
+    env = environment(args.device, scipy, torchdeq)
     print(
         f"implicit_viz solve benchmark: torch {env['torch']} ({env['torch_threads']} threads), "
         f"numpy {env['numpy']}, scipy {env['scipy']}, torchdeq {env['torchdeq']}; "

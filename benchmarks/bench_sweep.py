@@ -29,7 +29,6 @@ import cProfile
 import json
 import math
 import os
-import platform
 import pstats
 import statistics
 import subprocess
@@ -41,7 +40,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import clean, git_state, json_default, loadavg, make_sync, time_round_robin
+from common import (
+    BusyCore,
+    clean,
+    environment,
+    json_default,
+    loadavg,
+    make_sync,
+    time_round_robin,
+)
 
 from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import load_spec
@@ -670,31 +677,6 @@ def run_tiles(g: Grid, device: str, reps: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # section 2b: threads x machine load, and the per-step building blocks
 # --------------------------------------------------------------------------------------------
-class _BusyCore:
-    """A child process spinning on one core while the block runs (a noisy neighbour on a
-    shared 2-core machine); it stops itself after ``limit_s`` in any case, and is ended
-    through its own handle."""
-
-    def __init__(self, limit_s: float = 120.0) -> None:
-        self.limit_s = limit_s
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> _BusyCore:
-        code = f"import time\nt = time.time() + {self.limit_s}\nwhile time.time() < t: pass\n"
-        self.proc = subprocess.Popen([sys.executable, "-c", code])
-        time.sleep(0.3)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
-                self.proc.wait()
-
-
 def run_threads(g: Grid, reps: int) -> dict[str, Any] | None:
     """Our sweep at torch's default thread count and at one thread, and the NumPy loop (one
     thread), interleaved; on the machine as it is, then with one core kept busy."""
@@ -731,7 +713,7 @@ def run_threads(g: Grid, reps: int) -> dict[str, Any] | None:
         for fn in fns:  # warm-up
             fn()
         out["quiet"] = time_round_robin(fns, reps, sync, collect_each=True)
-        with _BusyCore():
+        with BusyCore():
             out["one core busy"] = time_round_robin(fns, reps, sync, collect_each=True)
     finally:
         torch.set_num_threads(default)
@@ -1328,20 +1310,7 @@ def main(argv: list[str] | None = None) -> int:
     mem_n = args.mem_grid or (1024 if args.quick else 2048)
     t_start = time.perf_counter()
 
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": getattr(scipy, "__version__", None),
-        "torchdeq": getattr(torchdeq, "__version__", "installed" if torchdeq else None),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "device": args.device,
-        "loadavg_start": loadavg(),
-    }
-    if args.device == "cuda":
-        env["gpu"] = torch.cuda.get_device_name()
-    env.update(git_state())
+    env = environment(args.device, scipy, torchdeq)
     print(
         f"implicit_viz sweep benchmark: torch {env['torch']} ({env['torch_threads']} threads), "
         f"numpy {env['numpy']}, scipy {env['scipy']}, torchdeq {env['torchdeq']}; "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import math
 import os
+import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,3 +109,47 @@ def json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return clean(o.tolist())
     return str(o)
+
+
+class BusyCore:
+    """A child process spinning on one core while the block runs (a noisy neighbour on a
+    shared 2-core machine); it stops itself after ``limit_s`` in any case, and is ended
+    through its own handle."""
+
+    def __init__(self, limit_s: float = 120.0) -> None:
+        self.limit_s = limit_s
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> BusyCore:
+        code = f"import time\nt = time.time() + {self.limit_s}\nwhile time.time() < t: pass\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self.proc.kill()
+                self.proc.wait()
+
+
+def environment(device: str, scipy: Any = None, torchdeq: Any = None) -> dict[str, Any]:
+    """Versions, threads, load and the commit measured: the header of every benchmark."""
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": getattr(scipy, "__version__", None),
+        "torchdeq": getattr(torchdeq, "__version__", "installed" if torchdeq else None),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "loadavg_start": loadavg(),
+    }
+    if device == "cuda":
+        env["gpu"] = torch.cuda.get_device_name()
+    env.update(git_state())
+    return env
