@@ -1028,6 +1028,7 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     import implicit_viz.core.driver as drv
     import implicit_viz.core.problem as prb
     import implicit_viz.core.sweep as swm
+    import implicit_viz.core.sweep_loop as swl
 
     req = library_request(g, device)
     sync = make_sync(device)
@@ -1066,6 +1067,7 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
         (prb.BatchLastView, "__call__", "map"),
         (drv, "_detect_period", "  _detect_period (cycle tests)"),
         (drv, "_store_cycles", "  _store_cycles"),
+        (swl, "_cycle_points", "  _store_cycles"),  # the lean loop's counterpart
         (drv, "lyapunov_estimate", "lyapunov_estimate"),
         (swm, "_tile_problem", "_tile_problem (per-tile map set-up)"),
         (swm._BasinIndex, "assign", "basins: _BasinIndex.assign"),

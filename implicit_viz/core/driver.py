@@ -11,6 +11,7 @@ so they stop costing work.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from implicit_viz.core.batchops import col_absmax, col_norm
+from implicit_viz.core.batchops import col_absmax, col_norm, col_sqnorm, take_cols
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.problem import FixedPointMap
@@ -115,6 +116,10 @@ def solve(
         )
 
     with torch.no_grad():
+        from implicit_viz.core.sweep_loop import lean_applies, run_lean
+
+        if lean_applies(slv, opts):
+            return run_lean(fmap, slv, z_start, opts, progress, cancel)
         return _run(fmap, slv, z_start, opts, progress, cancel)
 
 
@@ -215,7 +220,7 @@ def _run(
 
     for k in range(t_max + 1):
         g_res = fz - z
-        sq = torch.linalg.vecdot(g_res, g_res, dim=0)  # squared residual, (Bw,)
+        sq = col_sqnorm(g_res)  # squared residual, (Bw,)
         if opts.history or traj is not None:
             dead = ~live if n_live < bw else None
             if opts.history:
@@ -356,25 +361,132 @@ def _detect_period(
     ``thr = period_tol (1 + ||z_T||_inf)`` and ``spread = ||z_T - z_{T-1}||_inf > 10 thr``; the
     smallest such ``p`` is reported. Returns ``(found (Bw,) bool, period (Bw,) int64)``, or Nones
     when there is too little history (``count`` consecutive iterates recorded up to step k).
+    ``period`` is 0 where not ``found``.
+
+    Cheap first: the smallest lag at which the first component alone is within the bound (a
+    necessary condition) is found on ``(Bw,)`` vectors; only rows with such a lag, not done and
+    with enough spread are tested in full (:func:`_period_of_rows`).
     """
     p_max = min(opts.max_period, min(count, h) - 2)
     if p_max < 2:
         return None, None
-    z_t = ring[k % h]
-    dev = ring.device
     ps = range(2, p_max + 1)
-    dist_t = _ring_distance(ring, z_t)  # (h, Bw)
-    d1 = dist_t[torch.tensor([(k - p) % h for p in ps], device=dev)]  # (P-1, Bw)
-    spread = dist_t[(k - 1) % h]
+    z_t = ring[k % h]
+    spread = _ring_distance(ring[(k - 1) % h].unsqueeze(0), z_t)[0]
     thr = opts.period_tol * (1 + col_absmax(z_t))
-    # The second bound rejects a slow alternating approach to a fixed point (multiplier near
-    # -1), whose iterates two steps apart differ by a fixed fraction of the step.
     tight = torch.minimum(thr, _CYCLE_REL * spread)
-    per = torch.zeros_like(spread, dtype=torch.int64)
-    # The second condition is tested only on the rows that pass the first.
-    rows = ((d1 <= tight).any(dim=0) & ~done).nonzero().squeeze(1)
+    p0 = _first_close_lag(ring, k, h, ps, tight)
+    able = (p0 > 0) & (spread > 10 * thr) & ~done
+    rows = able.nonzero().squeeze(1)
+    per = torch.zeros(z_t.shape[1], dtype=torch.int64, device=ring.device)
     if rows.numel():
-        sub_ring = ring.index_select(2, rows)
+        per[rows] = _period_of_rows(ring, rows, k, h, ps, tight[rows], p0[rows])
+    return per > 0, per
+
+
+def _first_close_lag(
+    ring: torch.Tensor, k: int, h: int, ps: range, tight: torch.Tensor
+) -> torch.Tensor:
+    """Smallest lag ``p`` in ``ps`` with ``|ring[k-p, 0] - ring[k, 0]| <= tight``, 0 where none:
+    ``(h, D, B)`` -> ``(B,)`` int64. Elementwise float ops on ``(B,)`` vectors, one lag at a
+    time: ``best`` holds ``top - p`` of the smallest close lag so far."""
+    top = float(ps[-1] + 1)
+    z0 = ring[k % h, 0]
+    buf = torch.empty_like(z0)
+    close = torch.empty_like(z0)
+    best = torch.zeros_like(z0)
+    for p in ps:
+        torch.sub(ring[(k - p) % h, 0], z0, out=buf).abs_()
+        torch.le(buf, tight, out=close)
+        torch.maximum(best, close.mul_(top - p), out=best)
+    return torch.where(best > 0, top - best, 0.0).to(torch.int64)
+
+
+def _period_of_rows(
+    ring: torch.Tensor,
+    rows: torch.Tensor,
+    k: int,
+    h: int,
+    ps: range,
+    tight: torch.Tensor,
+    p0: torch.Tensor,
+) -> torch.Tensor:
+    """The full cycle test on ``rows (n,)`` of ``ring (h, D, B)``, given each row's bound
+    ``tight (n,)`` and first candidate lag ``p0 (n,)`` (no smaller lag can match): the period
+    of each row, 0 where none. Rows whose ``p0`` fails are tested at every lag."""
+    dev = ring.device
+    slot = torch.tensor([(k - lag) % h for lag in range(h)], device=dev)  # lag -> ring slot
+    z_t = _ring_points(ring, torch.full_like(rows, k % h), rows)  # (n, D)
+    z_t1 = _ring_points(ring, torch.full_like(rows, (k - 1) % h), rows)
+    d1 = _row_distance(_ring_points(ring, slot.index_select(0, p0), rows), z_t)
+    d2 = _row_distance(_ring_points(ring, slot.index_select(0, p0 + 1), rows), z_t1)
+    ok = (d1 <= tight) & (d2 <= tight)
+    per = torch.where(ok, p0, 0)
+    # Divisors: an orbit closing in on a q-cycle with multiplier near -1 matches 2q before q;
+    # the smallest divisor q of p within 100 x the tolerance is the period.
+    table = _divisor_table(int(ps[-1]), dev)  # (p_max + 1, Q)
+    sel = per.new_empty(0)
+    if table.shape[1]:  # some period up to p_max has a divisor
+        sel = (table[:, 0].index_select(0, per) > 0).nonzero().squeeze(1)  # rows with one
+    if sel.numel():
+        lags = table.index_select(0, per.index_select(0, sel))  # (m, Q), 0-padded
+        pts = _ring_points(
+            ring, slot.index_select(0, lags.reshape(-1)), rows[sel].repeat_interleave(lags.shape[1])
+        )
+        dq = _row_distance(pts, z_t.index_select(0, sel).repeat_interleave(lags.shape[1], dim=0))
+        bound = (100 * tight.index_select(0, sel))[:, None]
+        near = ((dq.view(lags.shape) <= bound) & (lags > 0)).to(torch.int8)  # (m, Q)
+        first = near.argmax(dim=1, keepdim=True)  # first divisor that fits
+        q = torch.where(near.gather(1, first)[:, 0] > 0, lags.gather(1, first)[:, 0], 0)
+        per[sel] = torch.where(q > 0, q, per.index_select(0, sel))
+    again = (~ok).nonzero().squeeze(1)
+    if again.numel():
+        sub = take_cols(ring, rows.index_select(0, again))
+        per[again] = _period_all_lags(sub, k, h, ps, tight.index_select(0, again))
+    return per
+
+
+def _ring_points(ring: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``ring[slots[i], :, rows[i]]`` for each ``i``: ``(h, D, B), (n,), (n,) -> (n, D)``.
+    One ``index_select`` on the flat ring (advanced indexing is several times slower)."""
+    _, d, b = ring.shape
+    base = slots * (d * b) + rows  # (n,)
+    idx = base[:, None] + torch.arange(0, d * b, b, device=ring.device)  # (n, D)
+    return ring.reshape(-1).index_select(0, idx.reshape(-1)).view(-1, d)
+
+
+@functools.lru_cache(maxsize=32)
+def _divisor_table_cpu(p_max: int) -> torch.Tensor:
+    """Row ``p``: the divisors ``2 <= q <= p / 2`` of ``p``, ascending, 0-padded:
+    ``(p_max + 1, Q)`` int64."""
+    divs = [[q for q in range(2, p // 2 + 1) if p % q == 0] for p in range(p_max + 1)]
+    width = max(len(d) for d in divs)
+    return torch.tensor([d + [0] * (width - len(d)) for d in divs], dtype=torch.int64).reshape(
+        p_max + 1, width
+    )
+
+
+def _divisor_table(p_max: int, device: torch.device) -> torch.Tensor:
+    return _divisor_table_cpu(p_max).to(device)
+
+
+def _row_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``max_d |a[n, d] - b[n, d]|``: ``(n, D), (n, D) -> (n,)``."""
+    return (a - b).abs_().amax(dim=1)
+
+
+def _period_all_lags(
+    ring: torch.Tensor, k: int, h: int, ps: range, tight: torch.Tensor
+) -> torch.Tensor:
+    """The full cycle test at every lag on all rows of ``ring (h, D, n)`` with bounds
+    ``tight (n,)``: the period of each row, 0 where none (see :func:`_detect_period`)."""
+    dev = ring.device
+    d1 = _ring_distance(ring, ring[k % h])[torch.tensor([(k - p) % h for p in ps], device=dev)]
+    # The second condition is tested only on the rows that pass the first.
+    per = torch.zeros(ring.shape[2], dtype=torch.int64, device=dev)
+    rows = (d1 <= tight).any(dim=0).nonzero().squeeze(1)
+    if rows.numel():
+        sub_ring = take_cols(ring, rows)
         dist_t1 = _ring_distance(sub_ring, sub_ring[(k - 1) % h])
         d2 = dist_t1[torch.tensor([(k - 1 - p) % h for p in ps], device=dev)]
         hit_rows = (d1[:, rows] <= tight[rows]) & (d2 <= tight[rows])
@@ -382,8 +494,7 @@ def _detect_period(
         rows, hit_rows = rows[keep], hit_rows[:, keep]
     if rows.numel():
         # Work on the few rows with a hit: the smallest matching period, then a divisor q of it
-        # that nearly fits (an orbit closing in on a q-cycle with multiplier near -1 matches
-        # 2q before q): within 100 x the tolerance, q is the period.
+        # that nearly fits (see _period_of_rows).
         sub = hit_rows.T.to(torch.int8).contiguous()  # (k, P-1): argmax along rows is fast
         p_row = sub.argmax(dim=1) + 2  # first hit = smallest period
         near = (d1[:, rows] <= 100 * tight[rows]).to(torch.int8)
@@ -392,8 +503,7 @@ def _detect_period(
                 if p % q == 0:
                     p_row = torch.where((p_row == p) & (near[q - 2] > 0), q, p_row)
         per[rows] = p_row
-    found = (per > 0) & (spread > 10 * thr) & ~done
-    return found, per
+    return per
 
 
 def _ring_distance(ring: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -459,6 +569,6 @@ def _store_cycles(
     for p in per[sel].unique().tolist():
         s = sel[per[sel] == p]
         slots = torch.tensor([(k - p + 1 + j) % h for j in range(p)], device=ring.device)
-        pts = ring.index_select(2, s)[slots].permute(2, 0, 1)  # (n, p, D)
+        pts = take_cols(ring, s)[slots].permute(2, 0, 1)  # (n, p, D)
         g = s if rows is None else rows[s]
         cycle[g, :p] = pts

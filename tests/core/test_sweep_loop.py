@@ -1,0 +1,246 @@
+"""The lean loop for naive and damped iteration (``sweep_loop``) against the general driver
+loop (``driver._run``) on the same cells, the cycle test's fast path against the test at every
+lag, and the batch helpers against plain torch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import implicit_viz.core.sweep_loop as sweep_loop
+from implicit_viz.core import driver
+from implicit_viz.core.batchops import col_norm, col_sqnorm, take_cols
+from implicit_viz.core.problem import compile_spec
+from implicit_viz.core.result import SolveOptions
+from implicit_viz.core.solvers import get_solver
+from implicit_viz.core.spec import load_spec
+from implicit_viz.core.status import Status
+from implicit_viz.core.sweep import (
+    Axis,
+    SweepRequest,
+    _tile_problem,
+    sweep,
+    sweep_options,
+    validate,
+)
+from tests.helpers import make_spec
+
+FIELDS = ("status", "iterations", "period", "z", "residual", "lyapunov", "cycle", "f_evals")
+
+
+def grid_problem(preset: str, ax: str, ay: str, n: int, dtype: str = "float32"):
+    """The per-row map and start of an ``n x n`` sweep grid of a preset (one tile)."""
+    spec = load_spec(preset)
+    req = SweepRequest(spec, Axis.parse(f"{ax}:{n}"), Axis.parse(f"{ay}:{n}"), preview=1)
+    fmap = compile_spec(spec, dtype=dtype)
+    idx = np.arange(n * n)
+    fm, z0 = _tile_problem(fmap, validate(req), idx, n, req.x.values(), req.y.values())
+    return spec, fm, z0
+
+
+def general(fm, solver, z0, opts: SolveOptions, **kw):
+    """The general driver loop, whatever ``solve`` would dispatch to."""
+    with torch.no_grad():
+        return driver._run(fm, driver.resolve_solver(solver), z0, opts, kw.get("progress"), None)
+
+
+def assert_same(a, b) -> None:
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape, name
+        assert torch.equal(torch.nan_to_num(x, nan=7.0), torch.nan_to_num(y, nan=7.0)), name
+
+
+@pytest.fixture(scope="module")
+def tanh_grid():
+    return grid_problem("tanh_layer", "a=0:3", "x[0]=-2:2", 48)
+
+
+@pytest.fixture(scope="module")
+def logistic_grid():
+    return grid_problem("logistic", "r=2.5:4", "z0[0]=0.05:0.95", 40)
+
+
+OPTION_SETS = [
+    {},  # the sweep's defaults: windowed cycle tests every 48 steps, compaction every 16
+    {"lyapunov_steps": 0},
+    {"period_every": 8, "compact_every": 8},  # tests every 8 steps: the ring is never windowed
+    {"max_iter": 37, "compact_every": 4},  # the last test at max_iter, compaction in windows
+    {"max_iter": 500, "period_every": 50, "max_period": 20, "compact_every": 64},
+    {"max_iter": 3},  # no cycle test at all
+]
+
+
+@pytest.mark.parametrize("over", OPTION_SETS, ids=lambda o: ",".join(o) or "defaults")
+@pytest.mark.parametrize("solver", ["fixed_point", "damped"])
+@pytest.mark.parametrize("grid", ["tanh_grid", "logistic_grid"])
+def test_lean_loop_equals_the_general_loop_on_every_cell(request, grid, solver, over):
+    spec, fm, z0 = request.getfixturevalue(grid)
+    opts = replace(sweep_options(spec, dtype="float32"), **over)
+    slv = driver.resolve_solver(solver)
+    assert sweep_loop.lean_applies(slv, opts)
+    ref = general(fm, slv, z0, opts)
+    with torch.no_grad():
+        got = sweep_loop.run_lean(fm, slv, z0, opts)
+    assert_same(ref, got)
+    if grid == "logistic_grid" and solver == "fixed_point" and over.get("max_iter", 200) >= 200:
+        counts = np.bincount(got.status.numpy(), minlength=len(Status))
+        assert counts[Status.PERIODIC] and counts[Status.CONVERGED]
+        assert counts[Status.CHAOTIC] or opts.lyapunov_steps == 0
+
+
+@pytest.mark.parametrize("solver", ["fixed_point", get_solver("damped", beta=1.3)])
+def test_lean_loop_equals_the_general_loop_on_diverging_rows(solver):
+    # c z + 1: converges for |c| < 1, blows up past div_bound otherwise; log(z) goes NaN at
+    # once for a negative start; exp overflows to inf.
+    fmap = compile_spec(
+        make_spec(
+            "where(s > 0, c * z + 1, where(s < 0, log(z), exp(z) * 1e300))",
+            1,
+            params={"c": 0.5, "s": 1.0},
+            z0=[0.5],
+        ),
+        dtype="float64",
+    )
+    c = torch.tensor([0.5, 3.0, -3.0, 0.9, -0.5, 1.0, 0.2, 0.3], dtype=torch.float64)
+    s = torch.tensor([1, 1, 1, 1, 1, -1, 0, 1.0], dtype=torch.float64)
+    z0 = torch.tensor([[0.5], [0.0], [0.0], [0.0], [0.0], [-1.0], [1.0], [0.0]])
+    fm = fmap.with_values(c=c, s=s)
+    opts = SolveOptions(history=False, diagnostics=False, tol=1e-12, max_iter=1000)
+    slv = driver.resolve_solver(solver)
+    ref = general(fm, slv, z0.double(), opts)
+    with torch.no_grad():
+        got = sweep_loop.run_lean(fm, slv, z0.double(), opts)
+    assert_same(ref, got)
+    assert Status.DIVERGED in got.statuses and Status.CONVERGED in got.statuses
+
+
+def test_solve_uses_the_lean_loop_only_where_it_applies(monkeypatch, tanh_map):
+    calls = []
+    real = sweep_loop.run_lean
+
+    def spy(*a, **k):
+        calls.append(a[1].name)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sweep_loop, "run_lean", spy)
+    driver.solve(tanh_map, "fixed_point", history=False)
+    driver.solve(tanh_map, "damped", history=False)
+    assert calls == ["fixed_point", "damped"]
+    driver.solve(tanh_map, "fixed_point")  # history on (the default)
+    driver.solve(tanh_map, "fixed_point", history=False, trace=True)
+    driver.solve(tanh_map, "fixed_point", history=False, rtol=1e-3)
+    driver.solve(tanh_map, "anderson", history=False)
+    assert calls == ["fixed_point", "damped"]
+
+
+def test_a_sweep_gives_the_general_loops_picture(monkeypatch):
+    spec = load_spec("tanh_layer")
+    req = SweepRequest(
+        spec, Axis.parse("a=0:3:40"), Axis.parse("x[0]=-2:2:30"), tile_size=500, preview=2
+    )
+    lean = sweep(req)
+    monkeypatch.setattr(sweep_loop, "lean_applies", lambda *a: False)
+    ref = sweep(req)
+    for name in ("status", "iterations", "period", "basin", "residual", "lyapunov", "z"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(ref, name), err_msg=name)
+    assert lean.cell_iterations == ref.cell_iterations
+
+
+def test_cancel_and_progress_in_the_lean_loop(logistic_map):
+    rs = torch.tensor([2.5, 3.9, 3.95], dtype=torch.float64)
+    fm = logistic_map.with_values(r=rs)
+    opts = SolveOptions(history=False, diagnostics=False, max_iter=1000, tol=1e-12)
+
+    def after(n: int):
+        polls: list[int] = []
+
+        def cancel() -> bool:
+            polls.append(1)
+            return len(polls) >= n
+
+        return cancel
+
+    res = driver.solve(fm, "fixed_point", options=opts, cancel=after(30))
+    assert res.statuses == [Status.CONVERGED, Status.NOT_RUN, Status.NOT_RUN]
+    assert int(res.iterations[0]) < 29 and res.iterations[1:].tolist() == [29, 29]
+    assert torch.isnan(res.lyapunov).all()
+    with torch.no_grad():
+        ref = driver._run(
+            fm, driver.resolve_solver("fixed_point"), fm.start(3), opts, None, after(30)
+        )
+    assert_same(ref, res)
+    seen: list[tuple[int, int]] = []
+    seen_ref: list[tuple[int, int]] = []
+    opts = replace(opts, max_iter=300)
+    driver.solve(fm, "fixed_point", options=opts, progress=lambda k, n: seen.append((k, n)))
+    with torch.no_grad():
+        driver._run(
+            fm,
+            driver.resolve_solver("fixed_point"),
+            fm.start(3),
+            opts,
+            lambda k, n: seen_ref.append((k, n)),
+            None,
+        )
+    assert seen == seen_ref
+    assert [k for k, _ in seen] == list(range(8, 300, 8))  # at every cycle test
+
+
+@pytest.mark.parametrize(("seed", "count"), [(0, 34), (1, 34), (2, 34), (3, 34), (4, 5), (5, 6)])
+def test_the_cycle_test_equals_the_test_at_every_lag(seed, count):
+    # A ring of iterates with planted cycles of periods 2..12 (some with a near -1 multiplier
+    # approach, matching 2q before q), random walks and converged rows.
+    gen = torch.Generator().manual_seed(seed)
+    h, d, b, k = 34, 3, 3000, 77
+    opts = SolveOptions(max_period=32)
+    t = torch.arange(k - h + 1, k + 1, dtype=torch.float64)  # the steps held by the ring
+    per = torch.randint(2, 13, (b,), generator=gen)
+    phase = torch.rand(b, d, generator=gen, dtype=torch.float64) * 6
+    pts = torch.sin(phase[None] + 2 * torch.pi * t[:, None, None] / per[None, :, None])
+    noise = torch.rand(b, generator=gen, dtype=torch.float64) ** 6 * 1e-4
+    pts = pts + noise[None, :, None] * torch.randn(h, b, d, generator=gen, dtype=torch.float64)
+    kind = torch.randint(0, 4, (b,), generator=gen)
+    walk = torch.randn(h, b, d, generator=gen, dtype=torch.float64).cumsum(0)
+    pts = torch.where((kind == 0)[None, :, None], walk, pts)
+    pts[:, kind == 1, 0] += 1e-6 * (-0.999) ** t[:, None]  # close to 2-cycle-like alternation
+    ring = torch.empty(h, d, b, dtype=torch.float64)
+    for j, step in enumerate(t.long().tolist()):
+        ring[step % h] = pts[j].T
+    done = torch.rand(b, generator=gen) < 0.1
+    found, period = driver._detect_period(ring, k, h, opts, done, count=count)
+    # reference: the full test at every lag on every row, as the driver did before
+    ps = range(2, min(opts.max_period, count - 2) + 1)
+    z_t = ring[k % h]
+    spread = driver._ring_distance(ring[(k - 1) % h].unsqueeze(0), z_t)[0]
+    thr = opts.period_tol * (1 + z_t.abs().amax(dim=0))
+    tight = torch.minimum(thr, driver._CYCLE_REL * spread)
+    ref = driver._period_all_lags(ring, k, h, ps, tight)
+    ref_found = (ref > 0) & (spread > 10 * thr) & ~done
+    assert torch.equal(found, ref_found)
+    assert torch.equal(period[found], ref[ref_found])
+    assert int(found.sum()) > (b // 4 if count == h else 10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 9])
+def test_column_reductions_match_torch(dtype, d):
+    g = torch.randn(d, 1001, dtype=dtype) * torch.rand(d, 1001, dtype=dtype) ** 6
+    ref = torch.linalg.vecdot(g, g, dim=0)
+    if d <= 3:
+        assert torch.equal(col_sqnorm(g), ref)  # bit for bit: stopping decisions unchanged
+    torch.testing.assert_close(col_sqnorm(g), ref)
+    out = torch.empty(1001, dtype=dtype)
+    assert col_sqnorm(g, out=out) is out and torch.equal(out, col_sqnorm(g))
+    torch.testing.assert_close(col_norm(g), torch.linalg.vector_norm(g, dim=0))
+
+
+@pytest.mark.parametrize("shape", [(50,), (3, 50), (4, 3, 50)])
+def test_take_cols_equals_indexing(shape):
+    t = torch.randn(*shape)
+    idx = torch.tensor([49, 0, 7, 7, 20])
+    got = take_cols(t, idx)
+    assert got.is_contiguous() and torch.equal(got, t[..., idx])
