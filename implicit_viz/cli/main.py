@@ -21,13 +21,17 @@ EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 _COMMANDS = (solve_cmd, sweep_cmd, grad_cmd, presets_cmd)
+#: The subcommands' names (a test checks them against the parser).
+COMMAND_NAMES = ("solve", "sweep", "grad", "presets")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="implicit-viz",
         description="Explore implicit layers: fixed-point maps z = f(x, z), their solvers and "
-        "outcomes. Run a subcommand, e.g. `implicit-viz solve tanh_layer`.",
+        "outcomes. Without a subcommand, `implicit-viz [SPEC] [--session FILE] "
+        "[--screenshot OUT.png]` opens the desktop app; the subcommands below run without a "
+        "window, e.g. `implicit-viz solve tanh_layer`.",
     )
     parser.add_argument("--version", action="version", version=f"implicit-viz {__version__}")
     parser.add_argument(
@@ -39,23 +43,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options of the app that take a value (``implicit-viz [SPEC] --screenshot OUT.png``).
+_APP_VALUE_OPTIONS = ("--screenshot", "--session", "--size")
+
+
+def wants_app(argv: Sequence[str]) -> bool:
+    """True when ``argv`` names no subcommand: the bare command opens the window.
+
+    ``implicit-viz``, ``implicit-viz logistic``, ``implicit-viz --screenshot out.png spec.toml``
+    open the app; ``implicit-viz solve ...``, ``--help`` and ``--version`` do not.
+    """
+    names = set(COMMAND_NAMES)
+    skip = False
+    for tok in argv:
+        if skip:
+            skip = False
+            continue
+        if tok in _APP_VALUE_OPTIONS:
+            skip = True
+        elif tok in ("-h", "--help", "--version"):
+            return False
+        elif not tok.startswith("-"):
+            return tok not in names
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_app(argv):
+        verbose = sum(t.count("v") for t in argv if t.startswith("-v") and set(t[1:]) == {"v"})
+        _logging(verbose)
+        from implicit_viz.gui.app import run_app
+
+        return run_app([t for t in argv if not (t.startswith("-v") and set(t[1:]) == {"v"})])
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if args.command is None:
-        # Until the desktop app lands, the bare command solves the default preset.
-        print(
-            "implicit-viz: no command given; solving the default preset "
-            "(see `implicit-viz --help` for all commands)",
-            file=sys.stderr,
-        )
-        args = parser.parse_args(["solve", "tanh_layer"])
+    _logging(args.verbose)
     want_json = bool(getattr(args, "json", False))
     try:
         return int(args.run(args) or 0)
@@ -71,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:
             raise
         return _fail(message, code, want_json)
+
+
+def _logging(verbose: int) -> None:
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _fail(message: str, code: int, want_json: bool) -> int:

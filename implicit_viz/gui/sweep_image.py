@@ -21,13 +21,18 @@ MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 80, 320, 44, 60
 
 
 def ensure_gui_app():
-    """A QGuiApplication for offscreen drawing (the platform is offscreen unless one is set)."""
+    """A Qt application for offscreen drawing (the platform is offscreen unless one is set).
+
+    It is a ``QApplication``, not a bare ``QGuiApplication``: widgets created later in the same
+    process (the app, tests) need one, and Qt allows a single application object per process.
+    """
     from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
 
     app = QGuiApplication.instance()
     if app is None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        app = QGuiApplication([])
+        app = QApplication([])
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -55,8 +56,50 @@ def test_version_and_help():
     assert proc.returncode == 0 and "solve" in proc.stdout and "presets" in proc.stdout
 
 
-def test_bare_command_solves_the_default_preset(capsys):
-    assert main([]) == 0
-    captured = capsys.readouterr()
-    assert "tanh equilibrium layer" in captured.out
-    assert "converged" in captured.out
+def test_bare_command_opens_the_app_and_screenshots_it(tmp_path):
+    """``implicit-viz --screenshot OUT.png [SPEC]``: the window after its first solve."""
+    out = tmp_path / "window.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "implicit_viz",
+            "logistic",
+            "--screenshot",
+            str(out),
+            "--size",
+            "900x600",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out)
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (900, 600)
+
+
+def test_screenshot_errors_are_one_line(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "implicit_viz", "--screenshot", str(tmp_path / "no" / "x.png")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert "no such directory" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "implicit_viz", "--screenshot", str(tmp_path / "x.jpg")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2 and ".png" in proc.stderr

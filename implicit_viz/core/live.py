@@ -1,0 +1,403 @@
+"""One interactive solve, as the app's live plots need it: plain NumPy data, no torch, no Qt.
+
+The app's worker thread calls :func:`run_live` with a :class:`LiveRequest` (the spec, the slider
+values, the solver panel's :class:`SolverSettings`) and sends the returned :class:`LiveSnapshot`
+to the views. Everything a view draws is in the snapshot, so views hold no numerics:
+
+- per solver (:class:`SolverTrace`): iterates ``(T + 1, D)``, residuals ``(T + 1,)``, outcome in
+  words, iterations, f-evals, time, observed rate, spectral radius of ``df/dz`` at ``z*``;
+- for ``dim == 1``, the map drawn on a grid for the cobweb diagram (:class:`CobwebCurve`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from implicit_viz.core.status import Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from implicit_viz.core.problem import FixedPointMap
+    from implicit_viz.core.result import SolveResult
+    from implicit_viz.core.spec import Spec
+
+#: Solver names in the order the app lists them (the registry's order).
+SOLVER_NAMES = ("fixed_point", "damped", "anderson", "newton", "broyden")
+#: Points of the map's curve in a cobweb diagram.
+COBWEB_POINTS = 400
+#: Newton and Broyden hold a D x D matrix per step: refused above this dim in a live solve.
+MAX_MATRIX_DIM = 4096
+#: A live solve records every iterate of every solver; refused above this many bytes.
+MAX_LIVE_TRACE_BYTES = 512 * 1024**2
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """What the solver panel sets: which solvers run and their options.
+
+    Attributes
+    ----------
+    solvers : tuple of str
+        Registry names, in the order they run.
+    tol : float
+        Absolute tolerance on ``||f(z) - z||_2``.
+    max_iter : int
+        Step budget per solver.
+    beta : float
+        Damping of the ``damped`` solver, in (0, 1].
+    anderson_m : int
+        Anderson memory (past iterates mixed).
+    device, dtype : str
+        Where and in what precision (``"cpu"``, ``"cuda"``; ``"float64"``, ``"float32"``).
+    """
+
+    solvers: tuple[str, ...] = ("fixed_point", "anderson", "newton")
+    tol: float = 1e-6
+    max_iter: int = 200
+    beta: float = 0.5
+    anderson_m: int = 5
+    device: str = "cpu"
+    dtype: str = "float64"
+
+    def solver_options(self) -> dict[str, dict[str, Any]]:
+        """Per-solver options for :func:`implicit_viz.core.driver.compare`."""
+        return {"damped": {"beta": self.beta}, "anderson": {"m": self.anderson_m}}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "solvers": list(self.solvers),
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "beta": self.beta,
+            "anderson_m": self.anderson_m,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SolverSettings:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored, missing keys take defaults.
+
+        Raises ``ValueError`` naming the field when a value has the wrong type or range.
+        """
+        d = cls()
+
+        def get(key: str, conv: Callable[[Any], Any]) -> Any:
+            try:
+                return conv(data.get(key, getattr(d, key)))
+            except (TypeError, ValueError):
+                raise ValueError(f"solver settings: bad {key} {data.get(key)!r}") from None
+
+        solvers = data.get("solvers", d.solvers)
+        if isinstance(solvers, str) or not isinstance(solvers, (list, tuple)):
+            raise ValueError(f"solver settings: solvers must be a list of names, got {solvers!r}")
+        out = cls(
+            solvers=tuple(str(s) for s in solvers),
+            tol=get("tol", float),
+            max_iter=get("max_iter", int),
+            beta=get("beta", float),
+            anderson_m=get("anderson_m", int),
+            device=get("device", str),
+            dtype=get("dtype", str),
+        )
+        out.check()
+        return out
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of range."""
+        bad = [s for s in self.solvers if s not in SOLVER_NAMES]
+        if bad:
+            raise ValueError(
+                f"unknown solver(s) {', '.join(bad)}; known: {', '.join(SOLVER_NAMES)}"
+            )
+        if not (self.tol > 0 and math.isfinite(self.tol)):
+            raise ValueError(f"tol must be a positive number, got {self.tol}")
+        if not 1 <= self.max_iter <= 100_000:
+            raise ValueError(f"max_iter must lie in 1..100000, got {self.max_iter}")
+        if not 0 < self.beta <= 1:
+            raise ValueError(f"damping beta must lie in (0, 1], got {self.beta}")
+        if not 1 <= self.anderson_m <= 50:
+            raise ValueError(f"Anderson memory must lie in 1..50, got {self.anderson_m}")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be float64 or float32, got {self.dtype}")
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """One solve the app asks for.
+
+    ``values`` are slider values (param name -> number); ``seeds`` are seed controls (random
+    tensor name -> seed); both override the spec. ``request_id`` comes back in the snapshot so the
+    app can drop answers to stale requests.
+    """
+
+    spec: Spec
+    values: Mapping[str, float] = field(default_factory=dict)
+    seeds: Mapping[str, int] = field(default_factory=dict)
+    settings: SolverSettings = field(default_factory=SolverSettings)
+    request_id: int = 0
+
+
+@dataclass(frozen=True)
+class SolverTrace:
+    """One solver's run, as NumPy arrays (float64) and plain numbers.
+
+    ``trajectory`` is ``(T + 1, D)``: the iterates at steps ``0..T`` where ``T = iterations``;
+    ``residuals`` is ``(T + 1,)``: ``||f(z) - z||_2`` at those steps (non-finite once it blew up).
+    Numbers that do not apply are NaN (``observed_rate``, ``spectral_radius``, ``lyapunov``).
+    """
+
+    solver: str
+    label: str
+    status: str
+    status_code: int
+    message: str
+    iterations: int
+    residual: float
+    period: int
+    f_evals: int
+    time_s: float
+    observed_rate: float
+    spectral_radius: float
+    lyapunov: float
+    z: np.ndarray
+    trajectory: np.ndarray
+    residuals: np.ndarray
+    cycle: np.ndarray | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The results-table row: plain, JSON-ready values (None where not applicable)."""
+
+        def num(v: float) -> float | None:
+            return v if math.isfinite(v) else None
+
+        return {
+            "solver": self.label,
+            "outcome": self.message,
+            "iterations": self.iterations,
+            "residual": num(self.residual),
+            "f_evals": self.f_evals,
+            "time_ms": self.time_s * 1e3,
+            "observed_rate": num(self.observed_rate),
+            "spectral_radius": num(self.spectral_radius),
+        }
+
+
+@dataclass(frozen=True)
+class CobwebCurve:
+    """The map of a 1-D spec on a grid: ``x (N,)``, ``fx (N,)`` (NaN where f is not finite)."""
+
+    x: np.ndarray
+    fx: np.ndarray
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """Everything the live plots draw for one request."""
+
+    request_id: int
+    spec_name: str
+    dim: int
+    tol: float
+    device: str
+    dtype: str
+    values: dict[str, float]
+    traces: tuple[SolverTrace, ...]
+    cobweb: CobwebCurve | None
+    wall_s: float
+    results: tuple[SolveResult, ...] = field(default=(), repr=False, compare=False)
+
+    def summary(self) -> str:
+        """One line for the status bar: what ran, where, how long, and each outcome in words."""
+        parts = [f"{t.label}: {t.message}" for t in self.traces]
+        return (
+            f"{self.spec_name} on {self.device} ({self.dtype}) in {self.wall_s * 1e3:.1f} ms — "
+            + "; ".join(parts)
+        )
+
+
+def solver_label(name: str, settings: SolverSettings) -> str:
+    """``"damped (beta=0.5)"``, ``"anderson (m=5)"``, or the bare name."""
+    if name == "damped":
+        return f"damped (β={settings.beta:g})"
+    if name == "anderson":
+        return f"anderson (m={settings.anderson_m})"
+    return name
+
+
+def outcome_message(status: Status, iterations: int, period: int, lyapunov: float) -> str:
+    """The outcome in words, e.g. ``"converged in 9 steps"``, ``"periodic, period 2"``."""
+    if status == Status.CONVERGED:
+        return f"converged in {iterations} step{'s' if iterations != 1 else ''}"
+    if status == Status.DIVERGED:
+        return f"diverged at step {iterations}"
+    if status == Status.PERIODIC:
+        return f"periodic with period {period}"
+    if status == Status.CHAOTIC:
+        return f"chaotic (Lyapunov exponent {lyapunov:.3g} per step)"
+    if status == Status.MAX_ITER:
+        return f"no convergence in {iterations} steps (max_iter)"
+    return "not run (cancelled)"
+
+
+class MapCache:
+    """Keeps the last compiled map, so that moving a slider does not recompile the spec.
+
+    Keyed on the spec with its param values removed, the seeds, device and dtype; a slider move
+    only rebinds the param values (:meth:`FixedPointMap.with_values`).
+    """
+
+    def __init__(self) -> None:
+        self._key: Any = None
+        self._fmap: FixedPointMap | None = None
+
+    def get(self, spec: Spec, seeds: Mapping[str, int], device: str, dtype: str) -> FixedPointMap:
+        from dataclasses import replace
+
+        from implicit_viz.core.problem import compile_spec
+
+        stripped = replace(spec, params=tuple(replace(p, value=p.min) for p in spec.params))
+        key = (stripped, tuple(sorted(seeds.items())), device, dtype)
+        if key != self._key or self._fmap is None:
+            seeded = spec.with_overrides({f"{name}.seed": int(s) for name, s in seeds.items()})
+            self._fmap = compile_spec(seeded, device=device, dtype=dtype)
+            self._key = key
+        return self._fmap
+
+
+def run_live(
+    request: LiveRequest,
+    *,
+    cache: MapCache | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> LiveSnapshot:
+    """Solve ``request`` with every chosen solver, traces on, and package it for the views.
+
+    Raises :class:`~implicit_viz.core.errors.SpecError` for values outside their ranges or a spec
+    that does not compile, :class:`~implicit_viz.core.errors.SolverError` for bad options.
+    A solve that blows up (NaN, inf) is not an error: it is a ``diverged`` trace.
+    """
+    from implicit_viz.core.driver import compare
+    from implicit_viz.core.result import SolveOptions
+
+    t0 = time.perf_counter()
+    settings = request.settings
+    settings.check()
+    spec = request.spec
+    values = {p.name: p.value for p in spec.params}
+    values.update({k: float(v) for k, v in request.values.items()})
+    spec.with_overrides(values)  # checks names and ranges with the spec's own messages
+    _check_size(spec.dim, settings)
+    fmap = (cache or MapCache()).get(spec, request.seeds, settings.device, settings.dtype)
+    if values:
+        fmap = fmap.with_values(**values)
+
+    base = {
+        k: spec.solver[k] for k in ("div_bound", "period_tol", "max_period") if k in spec.solver
+    }
+    options = SolveOptions(
+        **base, tol=settings.tol, max_iter=settings.max_iter, trace=True, diagnostics=True
+    )
+    results = compare(
+        fmap,
+        list(settings.solvers),
+        options=options,
+        solver_options=settings.solver_options(),
+        cancel=cancel,
+    )
+    traces = tuple(_trace(r, settings) for r in results)
+    cobweb = _cobweb(fmap, traces) if spec.dim == 1 and traces else None
+    dev = str(fmap.device)
+    return LiveSnapshot(
+        request_id=request.request_id,
+        spec_name=spec.name,
+        dim=spec.dim,
+        tol=settings.tol,
+        device=dev,
+        dtype=str(fmap.dtype).replace("torch.", ""),
+        values=values,
+        traces=traces,
+        cobweb=cobweb,
+        wall_s=time.perf_counter() - t0,
+        results=tuple(results),
+    )
+
+
+def _check_size(dim: int, settings: SolverSettings) -> None:
+    """Refuse live solves that would need absurd memory, naming the cause."""
+    from implicit_viz.core.errors import SolverError
+
+    big = [n for n in settings.solvers if n in ("newton", "broyden")]
+    if big and dim > MAX_MATRIX_DIM:
+        gb = dim * dim * 8 / 1024**3
+        raise SolverError(
+            f"{' and '.join(big)} at dim {dim} need a {dim} x {dim} matrix ({gb:.1f} GiB) per "
+            f"step; live solves allow them up to dim {MAX_MATRIX_DIM}: untick them or use anderson"
+        )
+    itemsize = 8 if settings.dtype == "float64" else 4
+    need = (settings.max_iter + 1) * dim * itemsize * len(settings.solvers)
+    if need > MAX_LIVE_TRACE_BYTES:
+        raise SolverError(
+            f"recording {settings.max_iter + 1} steps of dim {dim} for {len(settings.solvers)} "
+            f"solver(s) would take {need / 1024**2:.0f} MiB; lower max_iter"
+        )
+
+
+def _scalar(t: Any) -> float:
+    if t is None:
+        return math.nan
+    return float(t[0])
+
+
+def _trace(r: SolveResult, settings: SolverSettings) -> SolverTrace:
+    st = Status(int(r.status[0]))
+    n = int(r.iterations[0])
+    traj = r.trajectory[0, : n + 1].detach().cpu().double().numpy()  # type: ignore[index]
+    res = r.residuals[0, : n + 1].detach().cpu().double().numpy()
+    lyap = _scalar(r.lyapunov)
+    period = int(r.period[0])
+    cycle = r.cycle[0, :period].detach().cpu().double().numpy() if st == Status.PERIODIC else None
+    return SolverTrace(
+        solver=r.solver,
+        label=solver_label(r.solver, settings),
+        status=st.label,
+        status_code=int(st),
+        message=outcome_message(st, n, period, lyap),
+        iterations=n,
+        residual=float(r.residual[0]),
+        period=period,
+        f_evals=int(r.f_evals[0]),
+        time_s=float(r.time_s),
+        observed_rate=_scalar(r.observed_rate),
+        spectral_radius=_scalar(r.spectral_radius),
+        lyapunov=lyap,
+        z=r.z[0].detach().cpu().double().numpy(),
+        trajectory=traj,
+        residuals=res,
+        cycle=cycle,
+    )
+
+
+def _cobweb(fmap: FixedPointMap, traces: tuple[SolverTrace, ...]) -> CobwebCurve:
+    """f on a grid spanning the iterates (finite ones), with a margin; at most |z| <= 1e3."""
+    import torch
+
+    pts = np.concatenate([t.trajectory[:, 0] for t in traces])
+    pts = pts[np.isfinite(pts) & (np.abs(pts) <= 1e3)]
+    if pts.size == 0:
+        lo, hi = -1.0, 1.0
+    else:
+        lo, hi = float(pts.min()), float(pts.max())
+    span = max(hi - lo, 1e-3 * max(1.0, abs(lo), abs(hi)), 1e-6)
+    lo, hi = lo - 0.15 * span, hi + 0.15 * span
+    x = np.linspace(lo, hi, COBWEB_POINTS)
+    with torch.no_grad():
+        z = torch.as_tensor(x, dtype=fmap.dtype, device=fmap.device).unsqueeze(0)  # (1, N)
+        fx = fmap.batch_last(z)[0].detach().cpu().double().numpy()
+    fx = np.where(np.isfinite(fx), fx, np.nan)
+    return CobwebCurve(x=x, fx=fx)

@@ -1,0 +1,120 @@
+"""Colours and the common look of the live plots.
+
+One colour per solver from the Okabe-Ito palette (distinguishable with the common colour-vision
+deficiencies), tints for outcome words in tables, colours for the components of ``z``, and
+:func:`new_plot_widget`, a pyqtgraph plot with a white background and dark axes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyqtgraph as pg
+
+#: Okabe-Ito colours (yellow left out: it is hard to see on white).
+OKABE_ITO = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "bluish_green": "#009E73",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+    "sky_blue": "#56B4E9",
+    "black": "#000000",
+}
+#: One colour per registry solver name.
+SOLVER_COLORS: dict[str, str] = {
+    "fixed_point": OKABE_ITO["blue"],
+    "damped": OKABE_ITO["sky_blue"],
+    "anderson": OKABE_ITO["bluish_green"],
+    "newton": OKABE_ITO["vermillion"],
+    "broyden": OKABE_ITO["reddish_purple"],
+}
+#: Solvers not in the table (plugins) cycle through these.
+_SPARE = (OKABE_ITO["orange"], OKABE_ITO["black"])
+#: Light tints behind outcome words (keys: ``Status.label``); converged has none.
+STATUS_TINTS: dict[str, str] = {
+    "diverged": "#F4C7B8",
+    "periodic": "#FBE3A6",
+    "max_iter": "#DDDDDD",
+    "chaotic": "#EBC6DD",
+    "not_run": "#EEEEEE",
+}
+BACKGROUND = "#FFFFFF"
+FOREGROUND = "#202020"
+
+
+def solver_color(name: str) -> str:
+    """Hex colour of a solver by registry name (a stable spare colour for unknown names)."""
+    if name in SOLVER_COLORS:
+        return SOLVER_COLORS[name]
+    return _SPARE[sum(map(ord, name)) % len(_SPARE)]
+
+
+def status_tint(status: str) -> str | None:
+    """Background tint for an outcome (``Status.label``), or None when it needs no marking."""
+    return STATUS_TINTS.get(status)
+
+
+def component_colors(n: int) -> list[str]:
+    """``n`` hex colours for the components ``z_0 .. z_{n-1}``.
+
+    Up to 8 components get distinct Okabe-Ito colours; more get a sweep of the viridis map.
+    """
+    if n <= 8:
+        base = [*OKABE_ITO.values(), "#F0E442"]
+        return base[:n]
+    import pyqtgraph as pg
+
+    cmap = pg.colormap.get("viridis")
+    lut = cmap.getLookupTable(0.0, 0.9, nPts=n, alpha=False)
+    return ["#{:02X}{:02X}{:02X}".format(*map(int, rgb)) for rgb in lut]
+
+
+def new_plot_widget(x_label: str, y_label: str) -> pg.PlotWidget:
+    """A plot with the app's look: white background, dark axes and labels, no SI prefixes.
+
+    No grid: pyqtgraph's grid costs about 10 ms a redraw, a third of the app's budget.
+    """
+    import pyqtgraph as pg
+
+    pw = pg.PlotWidget(background=BACKGROUND)
+    pi = pw.getPlotItem()
+    for name in ("left", "bottom"):
+        ax = pi.getAxis(name)
+        ax.setPen(pg.mkPen(FOREGROUND))
+        ax.setTextPen(pg.mkPen(FOREGROUND))
+        ax.enableAutoSIPrefix(False)
+    pi.setLabel("bottom", x_label, color=FOREGROUND)
+    pi.setLabel("left", y_label, color=FOREGROUND)
+    return pw
+
+
+def add_legend(pw: pg.PlotWidget, columns: int = 1) -> pg.LegendItem:
+    """A legend in the top-right corner with dark text on a translucent white box."""
+    import pyqtgraph as pg
+
+    legend = pw.getPlotItem().addLegend(
+        offset=(-10, 10),
+        labelTextColor=FOREGROUND,
+        brush=pg.mkBrush(255, 255, 255, 210),
+        pen=pg.mkPen("#BBBBBB"),
+        colCount=columns,
+    )
+    return legend
+
+
+def set_title(pw: pg.PlotWidget, text: str) -> None:
+    """Set the plot's title in the foreground colour."""
+    pw.getPlotItem().setTitle(text, color=FOREGROUND, size="10pt")
+
+
+def settle(pw: pg.PlotWidget) -> None:
+    """Apply auto-range and view transforms now, after new data, rather than during the paint.
+
+    pyqtgraph does this in the paint itself, and the range change then asks for a second paint;
+    done beforehand, a new snapshot costs one paint.
+    """
+    scene = pw.scene()
+    if scene is not None:
+        scene.prepareForPaint()

@@ -1,0 +1,555 @@
+"""The main window: spec editor, params, solver panel, live plots, menus, status bar.
+
+It wires widgets together and holds no numerics: a valid spec or a moved control becomes a
+:class:`~implicit_viz.core.live.LiveRequest` for the :class:`SolveWorker`; the worker's
+:class:`~implicit_viz.core.live.LiveSnapshot` goes to the views. Every failure (a bad spec, a bad
+file, a solve that raises) becomes a message in the window; the spec text is never replaced
+without an undo step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from implicit_viz.core.live import LiveRequest, LiveSnapshot, SolverSettings
+from implicit_viz.core.spec import Spec
+from implicit_viz.gui.param_panel import ParamPanel
+from implicit_viz.gui.phase_view import PhaseView
+from implicit_viz.gui.preset_picker import PresetPicker
+from implicit_viz.gui.residual_view import ResidualView
+from implicit_viz.gui.session import SUFFIX as SESSION_SUFFIX
+from implicit_viz.gui.session import Session, SessionError, read_session, write_session
+from implicit_viz.gui.solve_worker import SolveWorker
+from implicit_viz.gui.solver_panel import SolverPanel
+from implicit_viz.gui.spec_editor import SpecEditor
+from implicit_viz.gui.trajectory_view import TrajectoryView
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "tanh_layer"
+#: Spec files larger than this are refused (a spec is a few hundred bytes).
+MAX_SPEC_BYTES = 2 * 1024**2
+_SPEC_FILTER = "Spec files (*.toml);;All files (*)"
+_SESSION_FILTER = f"implicit-viz sessions (*{SESSION_SUFFIX} *.json);;All files (*)"
+_PLOT_FILTER = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pdf)"
+_TRACE_FILTER = "CSV table (*.csv);;NumPy archive (*.npz);;JSON document (*.json)"
+
+
+class MainWindow(QMainWindow):
+    """The app's window.
+
+    Signals
+    -------
+    snapshotShown(int)
+        The views now show the snapshot of this request id.
+    errorShown(str)
+        A message about bad input was shown.
+    """
+
+    snapshotShown = Signal(int)
+    errorShown = Signal(str)
+
+    def __init__(self, devices: list[str] | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("implicit-viz")
+        self.resize(1500, 940)
+        self._spec: Spec | None = None
+        self._spec_path: str | None = None
+        self._spec_solver: dict[str, Any] | None = None
+        self._snapshot: LiveSnapshot | None = None
+        self._shown_id = 0
+        self._submitted_at: dict[int, float] = {}
+        self.last_error = ""
+        #: Per shown snapshot, seconds: (request -> views updated, time in the views' redraw).
+        self.timings: list[tuple[float, float]] = []
+
+        self.editor = SpecEditor()
+        self.presets = PresetPicker()
+        self.params = ParamPanel()
+        self.solvers = SolverPanel(devices)
+        self.trajectory = TrajectoryView()
+        self.phase = PhaseView()
+        self.residuals = ResidualView()
+        self.worker = SolveWorker(self)
+        self._build_layout()
+        self._build_menus()
+
+        self.editor.specAccepted.connect(self._on_spec_accepted)
+        self.editor.specRejected.connect(self._on_spec_rejected)
+        self.editor.modificationChanged.connect(lambda _m: self._update_title())
+        self.presets.presetChosen.connect(self.load_preset)
+        self.params.changed.connect(self.request_solve)
+        self.solvers.changed.connect(self.request_solve)
+        self.worker.snapshotReady.connect(self._on_snapshot)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.busyChanged.connect(self._on_busy)
+
+    # layout ----------------------------------------------------------------------------------
+    def _build_layout(self) -> None:
+        bar = QToolBar("Presets")
+        bar.setObjectName("presets_toolbar")
+        bar.addWidget(QLabel(" Preset: "))
+        bar.addWidget(self.presets)
+        self.addToolBar(bar)
+
+        controls = QWidget()
+        col = QVBoxLayout(controls)
+        for title, w in (("Parameters", self.params), ("Solvers", self.solvers)):
+            box = QGroupBox(title)
+            QVBoxLayout(box).addWidget(w)
+            col.addWidget(box)
+        col.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(controls)
+
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.editor)
+        left.addWidget(scroll)
+        left.setSizes([430, 470])
+
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.trajectory)
+        top.addWidget(self.phase)
+        top.setSizes([530, 530])
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(top)
+        right.addWidget(self.residuals)
+        right.setSizes([520, 380])
+
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(left)
+        main.addWidget(right)
+        main.setSizes([440, 1060])
+        main.setStretchFactor(1, 1)
+        self.setCentralWidget(main)
+
+        self.status_label = QLabel()
+        # a new message must not re-lay out the window (that would repaint every plot)
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.busy_label = QLabel()
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.busy_label)
+
+    def _build_menus(self) -> None:
+        def action(menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+            a = QAction(text, self)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+            if tip:
+                a.setStatusTip(tip)
+            a.triggered.connect(lambda _checked=False: slot())
+            menu.addAction(a)
+            return a
+
+        m = self.menuBar().addMenu("&File")
+        action(m, "&Open spec…", self._ask_open_spec, QKeySequence.StandardKey.Open)
+        action(m, "&Save spec", self._ask_save_spec, QKeySequence.StandardKey.Save)
+        action(m, "Save spec &as…", self._ask_save_spec_as, QKeySequence.StandardKey.SaveAs)
+        m.addSeparator()
+        action(m, "Open s&ession…", self._ask_open_session, "Ctrl+Shift+O")
+        action(m, "Save sess&ion…", self._ask_save_session, "Ctrl+Alt+S")
+        m.addSeparator()
+        exp = m.addMenu("E&xport plot")
+        action(exp, "&Trajectories…", lambda: self._ask_export_plot("trajectory"), "Ctrl+E")
+        action(exp, "&Phase portrait…", lambda: self._ask_export_plot("phase"), "Ctrl+Shift+P")
+        action(exp, "&Residuals…", lambda: self._ask_export_plot("residuals"), "Ctrl+Shift+R")
+        action(m, "Export &traces…", self._ask_export_traces, "Ctrl+Shift+E")
+        action(m, "Save &window image…", self._ask_window_image)
+        m.addSeparator()
+        action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        m = self.menuBar().addMenu("&Edit")
+        action(m, "&Undo", lambda: self.editor.text_edit.undo(), QKeySequence.StandardKey.Undo)
+        action(m, "&Redo", lambda: self.editor.text_edit.redo(), QKeySequence.StandardKey.Redo)
+        action(m, "Check spec &now", self.editor.check_now, "F5")
+
+        m = self.menuBar().addMenu("&Solve")
+        action(m, "&Solve again", self.request_solve, "Ctrl+R")
+
+        m = self.menuBar().addMenu("&Help")
+        action(m, "&About implicit-viz", self._about)
+
+    # spec ------------------------------------------------------------------------------------
+    def load_preset(self, key: str) -> None:
+        """Put a preset's text in the editor (one undo step) and check it at once."""
+        try:
+            text = self.presets.preset_text(key)
+        except (OSError, KeyError, ValueError) as exc:
+            self.report_error(f"cannot load preset '{key}': {exc}")
+            return
+        self.presets.set_current(key)
+        self._spec_path = None
+        self.editor.set_text(text, undoable=True)
+        self.editor.set_modified(False)
+        self.editor.check_now()
+        self._update_title()
+
+    def open_spec(self, path: str | Path) -> bool:
+        """Load a spec file into the editor; a message (and False) when it cannot be read."""
+        p = Path(path).expanduser()
+        try:
+            size = p.stat().st_size
+            if size > MAX_SPEC_BYTES:
+                raise ValueError(f"{size / 1024**2:.1f} MB is too large for a spec file")
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            self.report_error(f"cannot open {p}: not a UTF-8 text file")
+            return False
+        except (OSError, ValueError) as exc:
+            self.report_error(f"cannot open {p}: {getattr(exc, 'strerror', None) or exc}")
+            return False
+        self._spec_path = str(p)
+        self.editor.set_text(text, undoable=True)
+        self.editor.set_modified(False)
+        self.editor.check_now()
+        self._update_title()
+        return True
+
+    def save_spec(self, path: str | Path) -> bool:
+        """Write the editor's text (as typed, valid or not) to ``path``."""
+        p = Path(path).expanduser()
+        try:
+            p.write_text(self.editor.text(), encoding="utf-8")
+        except OSError as exc:
+            self.report_error(f"cannot save the spec to {p}: {exc.strerror or exc}")
+            return False
+        self._spec_path = str(p)
+        self.editor.set_modified(False)
+        self._update_title()
+        self.show_message(f"saved spec to {p}")
+        return True
+
+    def _on_spec_accepted(self, spec: Spec) -> None:
+        self._spec = spec
+        self.params.set_spec(spec)
+        solver = dict(spec.solver)
+        if solver != self._spec_solver:  # the text's [solver] section changed: apply it
+            self._spec_solver = solver
+            self._apply_spec_solver(solver)
+        self.phase.setEnabled(True)
+        self.request_solve()
+
+    def _apply_spec_solver(self, solver: dict[str, Any]) -> None:
+        cur = self.solvers.settings()
+        names = tuple(n for n in solver.get("solvers", ()) if isinstance(n, str))
+        new = SolverSettings(
+            solvers=names or cur.solvers,
+            tol=float(solver.get("tol", SolverSettings.tol)),
+            max_iter=int(solver.get("max_iter", SolverSettings.max_iter)),
+            beta=float(solver.get("damped", {}).get("beta", cur.beta)),
+            anderson_m=int(solver.get("anderson", {}).get("m", cur.anderson_m)),
+            device=cur.device,
+            dtype=cur.dtype,
+        )
+        try:
+            new.check()
+        except ValueError as exc:
+            self.report_error(f"the spec's [solver] section: {exc}", dialog=False)
+            return
+        self.solvers.blockSignals(True)
+        try:
+            self.solvers.set_settings(new)
+        finally:
+            self.solvers.blockSignals(False)
+
+    def _on_spec_rejected(self, message: str) -> None:
+        self.show_message(
+            f"Spec error — {message} (the plots show the last valid spec)", error=True
+        )
+
+    # solving ---------------------------------------------------------------------------------
+    def request_solve(self) -> int | None:
+        """Queue a solve of the current spec with the panels' values; returns its id."""
+        if self._spec is None:
+            return None
+        req = LiveRequest(
+            spec=self._spec,
+            values=self.params.values(),
+            seeds=self.params.seeds(),
+            settings=self.solvers.settings(),
+        )
+        rid = self.worker.submit(req)
+        self._submitted_at[rid] = time.perf_counter()
+        return rid
+
+    def _on_snapshot(self, snap: LiveSnapshot) -> None:
+        if snap.request_id < self._shown_id:
+            return  # an older answer arrived late: the newest value wins
+        self._snapshot = snap
+        self._shown_id = snap.request_id
+        t_views = time.perf_counter()
+        self.trajectory.show_snapshot(snap)
+        self.phase.show_snapshot(snap)
+        self.residuals.show_snapshot(snap)
+        t_done = time.perf_counter()
+        bad = [t for t in snap.traces if t.status != "converged"]
+        self.show_message(snap.summary(), warn=bool(bad))
+        t0 = self._submitted_at.pop(snap.request_id, None)
+        for rid in [r for r in self._submitted_at if r < snap.request_id]:
+            del self._submitted_at[rid]
+        if t0 is not None:
+            self.timings.append((t_done - t0, t_done - t_views))
+            del self.timings[:-1000]
+        self.snapshotShown.emit(snap.request_id)
+
+    def _on_failed(self, request_id: int, message: str) -> None:
+        self._submitted_at.pop(request_id, None)
+        if request_id >= self._shown_id:
+            self.report_error(f"solve failed: {message}", dialog=False)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.busy_label.setText("solving…" if busy else "")
+
+    @property
+    def snapshot(self) -> LiveSnapshot | None:
+        """The snapshot the plots show."""
+        return self._snapshot
+
+    @property
+    def spec(self) -> Spec | None:
+        """The last valid spec."""
+        return self._spec
+
+    # messages --------------------------------------------------------------------------------
+    def show_message(self, text: str, *, error: bool = False, warn: bool = False) -> None:
+        color = "#b00020" if error else ("#8a5a00" if warn else "")
+        self.status_label.setStyleSheet(f"color: {color};" if color else "")
+        self.status_label.setText(text)
+        self.status_label.setToolTip(text)
+
+    def report_error(self, message: str, *, dialog: bool = True) -> None:
+        """Show bad input as a message in the window (status bar, and a dialog for file errors)."""
+        self.last_error = message
+        self.show_message(message, error=True)
+        log.info("%s", message)
+        if dialog:
+            box = QMessageBox(QMessageBox.Icon.Warning, "implicit-viz", message, parent=self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()  # not exec(): never block the event loop
+        self.errorShown.emit(message)
+
+    # exports ---------------------------------------------------------------------------------
+    def plot_widget(self, which: str):
+        """The visible plot of view ``which``: ``"trajectory"``, ``"phase"`` or ``"residuals"``."""
+        view = {"trajectory": self.trajectory, "phase": self.phase, "residuals": self.residuals}
+        return view[which].current_plot()
+
+    def export_plot(self, which: str, path: str | Path) -> Path | None:
+        from implicit_viz.core.export import ExportError
+        from implicit_viz.gui.plot_export import export_plot
+
+        try:
+            out = export_plot(self.plot_widget(which), path)
+        except (ExportError, OSError, ValueError) as exc:
+            self.report_error(f"plot export failed: {exc}")
+            return None
+        self.show_message(f"wrote {out}")
+        return out
+
+    def export_traces(self, path: str | Path) -> Path | None:
+        """z and the residual per step, per solver, of the shown solve (.csv, .npz, .json)."""
+        from implicit_viz.core.export import ExportError, write_trace
+
+        if self._snapshot is None or self._spec is None:
+            self.report_error("nothing to export yet: no solve has finished")
+            return None
+        spec = self._spec.with_overrides(self._snapshot.values)
+        try:
+            out = write_trace(path, spec, list(self._snapshot.results))
+        except (ExportError, OSError, ValueError) as exc:
+            self.report_error(f"trace export failed: {exc}")
+            return None
+        self.show_message(f"wrote {out}")
+        return out
+
+    def save_window_image(self, path: str | Path) -> Path | None:
+        p = Path(path).expanduser()
+        if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            self.report_error(f"cannot save {p}: use a .png or .jpg file name")
+            return None
+        if not self.grab().save(str(p)):
+            self.report_error(f"cannot write the window image to {p}")
+            return None
+        self.show_message(f"wrote {p}")
+        return p
+
+    # sessions --------------------------------------------------------------------------------
+    def session(self) -> Session:
+        """The current state as a :class:`Session`."""
+        view = {
+            "phase_components": list(self.phase.components()),
+            "trajectory_tab": self.trajectory.tabs.currentIndex(),
+            "window_size": [self.width(), self.height()],
+        }
+        return Session(
+            spec_text=self.editor.text(),
+            spec_path=self._spec_path,
+            values=self.params.values(),
+            seeds=self.params.seeds(),
+            solver=self.solvers.settings(),
+            view=view,
+        )
+
+    def save_session(self, path: str | Path) -> Path | None:
+        try:
+            out = write_session(path, self.session())
+        except SessionError as exc:
+            self.report_error(str(exc))
+            return None
+        self.show_message(f"saved session to {out}")
+        return out
+
+    def open_session(self, path: str | Path) -> bool:
+        """Restore a session; a corrupt file leaves the window as it was, with a message."""
+        try:
+            s = read_session(path)
+        except SessionError as exc:
+            self.report_error(str(exc))
+            return False
+        self.apply_session(s)
+        self.show_message(f"opened session {path}")
+        return True
+
+    def apply_session(self, s: Session) -> None:
+        self._spec_path = s.spec_path
+        self.editor.set_text(s.spec_text, undoable=True)
+        self.editor.set_modified(False)
+        self.editor.check_now()  # accepted -> panels rebuilt with the text's defaults
+        self.solvers.blockSignals(True)
+        try:
+            self.solvers.set_settings(s.solver)
+        finally:
+            self.solvers.blockSignals(False)
+        self.params.blockSignals(True)
+        try:
+            self.params.set_values(s.values, s.seeds)
+        finally:
+            self.params.blockSignals(False)
+        comps = s.view.get("phase_components")
+        if isinstance(comps, list) and len(comps) == 2 and all(isinstance(c, int) for c in comps):
+            self.phase.set_components(*comps)
+        tab = s.view.get("trajectory_tab")
+        self._pending_tab = tab if isinstance(tab, int) else None
+        self.snapshotShown.connect(self._restore_tab, Qt.ConnectionType.SingleShotConnection)
+        self._update_title()
+        self.request_solve()
+
+    def _restore_tab(self, _rid: int) -> None:
+        tab = getattr(self, "_pending_tab", None)
+        if tab is not None and 0 <= tab < self.trajectory.tabs.count():
+            self.trajectory.tabs.setCurrentIndex(tab)
+
+    # dialogs ---------------------------------------------------------------------------------
+    def _ask_open_spec(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open spec", "", _SPEC_FILTER)
+        if path:
+            self.open_spec(path)
+
+    def _ask_save_spec(self) -> None:
+        if self._spec_path:
+            self.save_spec(self._spec_path)
+        else:
+            self._ask_save_spec_as()
+
+    def _ask_save_spec_as(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save spec", "spec.toml", _SPEC_FILTER)
+        if path:
+            self.save_spec(path)
+
+    def _ask_open_session(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", _SESSION_FILTER)
+        if path:
+            self.open_session(path)
+
+    def _ask_save_session(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save session", f"session{SESSION_SUFFIX}", _SESSION_FILTER
+        )
+        if path:
+            self.save_session(path)
+
+    def _ask_export_plot(self, which: str) -> None:
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export plot", f"{which}.png", _PLOT_FILTER
+        )
+        if path:
+            self.export_plot(which, _with_suffix(path, chosen))
+
+    def _ask_export_traces(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export traces", "trace.csv", _TRACE_FILTER
+        )
+        if path:
+            self.export_traces(_with_suffix(path, chosen))
+
+    def _ask_window_image(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save window image", "window.png", "PNG (*.png)"
+        )
+        if path:
+            self.save_window_image(path)
+
+    def _about(self) -> None:
+        from implicit_viz import __version__
+
+        QMessageBox.about(
+            self,
+            "About implicit-viz",
+            f"implicit-viz {__version__}\n\nExplore implicit layers: fixed-point maps "
+            "z = f(x, z), their solvers and outcomes.",
+        )
+
+    def _update_title(self) -> None:
+        name = (
+            Path(self._spec_path).name
+            if self._spec_path
+            else (self._spec.name if self._spec else "")
+        )
+        star = "*" if self.editor.is_modified() else ""
+        self.setWindowTitle(f"{name}{star} — implicit-viz" if name else "implicit-viz")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.worker.shutdown()
+        super().closeEvent(event)
+
+    def start(self, spec: str | None = None) -> None:
+        """Open ``spec`` (a preset name or a file path), else the default preset."""
+        from implicit_viz.core.presets import preset_path
+
+        if spec is None:
+            self.load_preset(DEFAULT_PRESET)
+        elif preset_path(spec) is not None and not Path(spec).is_file():
+            self.load_preset(spec)
+        elif not self.open_spec(spec):
+            QTimer.singleShot(0, lambda: self.load_preset(DEFAULT_PRESET))
+
+
+def _with_suffix(path: str, chosen_filter: str) -> str:
+    """Add the suffix of the chosen file-dialog filter when the name has none."""
+    if Path(path).suffix:
+        return path
+    for suffix in (".png", ".svg", ".pdf", ".csv", ".npz", ".json"):
+        if f"*{suffix}" in chosen_filter:
+            return path + suffix
+    return path

@@ -1,0 +1,306 @@
+"""The main window, driven through its real widgets (offscreen), against the backend's answers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QImage, QTextCursor
+from PySide6.QtTest import QTest
+
+from implicit_viz.core.live import LiveRequest, SolverSettings, run_live
+from implicit_viz.core.presets import preset_names
+from implicit_viz.core.spec import load_spec
+from implicit_viz.gui.main_window import MainWindow
+
+TIMEOUT = 15_000
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    w.worker.shutdown()
+
+
+def load(qtbot, w: MainWindow, key: str) -> None:
+    with qtbot.waitSignal(w.snapshotShown, timeout=TIMEOUT):
+        w.load_preset(key)
+
+
+def settle(qtbot, w: MainWindow) -> None:
+    """Wait until the newest request is shown."""
+    qtbot.waitUntil(
+        lambda: w.snapshot is not None and w._shown_id >= w.worker.last_id, timeout=TIMEOUT
+    )
+
+
+def backend(w: MainWindow):
+    """The backend's own answer for what the window currently asks."""
+    return run_live(
+        LiveRequest(
+            spec=w.spec,
+            values=w.params.values(),
+            seeds=w.params.seeds(),
+            settings=w.solvers.settings(),
+        )
+    )
+
+
+@pytest.mark.parametrize("key", preset_names())
+def test_opens_on_every_preset_with_non_empty_plots(qtbot, window, key):
+    load(qtbot, window, key)
+    settle(qtbot, window)
+    snap = window.snapshot
+    assert snap.spec_name == load_spec(key).name
+    assert window.trajectory.solvers() == tuple(t.solver for t in snap.traces)
+    for t in snap.traces:
+        curves = window.trajectory.curves(t.solver)
+        assert len(curves) == snap.dim
+        x, _y = curves[0].getData()
+        assert len(x) == t.iterations + 1
+    assert window.residuals.table().rowCount() == len(snap.traces)
+    assert snap.spec_name in window.status_label.text()
+
+
+def test_slider_move_redraws_what_the_backend_computes(qtbot, window):
+    load(qtbot, window, "tanh_layer")
+    before = window.trajectory.curves("fixed_point")[0].getData()[1].copy()
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.params.slider("a").setValue(0.4)
+    settle(qtbot, window)
+    assert window.snapshot.values["a"] == pytest.approx(0.4)
+    truth = backend(window)
+    for t in truth.traces:
+        for i, curve in enumerate(window.trajectory.curves(t.solver)):
+            np.testing.assert_allclose(curve.getData()[1], t.trajectory[:, i], rtol=1e-12)
+    # a smaller weight scale contracts more: naive iteration needs fewer steps
+    assert len(window.trajectory.curves("fixed_point")[0].getData()[1]) < len(before)
+    res = window.residuals.curves()
+    y = res["fixed_point"].getData()[1]  # log10 in the log-scale plot
+    np.testing.assert_allclose(10.0**y, truth.traces[0].residuals, rtol=1e-9)
+
+
+def type_into_editor(qtbot, w: MainWindow, find: str, replace: str) -> None:
+    """Select ``find`` in the editor and type ``replace`` over it, key by key."""
+    edit = w.editor.text_edit
+    start = w.editor.text().index(find)
+    cur = edit.textCursor()
+    cur.setPosition(start)
+    cur.setPosition(start + len(find), QTextCursor.MoveMode.KeepAnchor)
+    edit.setTextCursor(cur)
+    edit.setFocus()
+    QTest.keyClicks(edit, replace)
+
+
+def test_invalid_spec_keeps_plots_and_text_then_fixing_redraws(qtbot, window):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    shown = window.snapshot.request_id
+    data = window.trajectory.curves("fixed_point")[0].getData()[1].copy()
+    with qtbot.waitSignal(window.editor.specRejected, timeout=TIMEOUT):
+        type_into_editor(qtbot, window, 'f = "tanh(a', 'f = "tanq(a')
+    typed = window.editor.text()
+    assert 'f = "tanq(a * (W @ z) + x)"' in typed
+    assert "tanq" in window.status_label.text()
+    assert "tanq" in window.editor.error_message()
+    line = typed.splitlines().index('f = "tanq(a * (W @ z) + x)"') + 1
+    assert window.editor.error_position()[0] == line
+    qtbot.wait(300)
+    assert window.snapshot.request_id == shown  # the last plots stay
+    np.testing.assert_array_equal(window.trajectory.curves("fixed_point")[0].getData()[1], data)
+    assert window.editor.text() == typed  # the user's text is untouched
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        type_into_editor(qtbot, window, 'f = "tanq(a', 'f = "sin(a')
+    settle(qtbot, window)
+    assert window.spec.f == "sin(a * (W @ z) + x)"
+    truth = backend(window)
+    np.testing.assert_allclose(
+        window.trajectory.curves("fixed_point")[0].getData()[1],
+        truth.traces[0].trajectory[:, 0],
+        rtol=1e-12,
+    )
+
+
+def test_diverging_solve_is_reported_as_diverged(qtbot, window):
+    load(qtbot, window, "gradient_descent")
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.params.slider("eta").setValue(0.7)
+    settle(qtbot, window)
+    naive = window.snapshot.traces[0]
+    assert naive.solver == "fixed_point" and naive.status == "diverged"
+    assert "fixed_point: diverged at step" in window.status_label.text()
+    table = window.residuals.table()
+    outcomes = [table.item(r, 1).text() for r in range(table.rowCount())]
+    assert outcomes[0].startswith("diverged")
+
+
+def test_nan_blow_up_is_an_outcome_not_a_crash(qtbot, window):
+    load(qtbot, window, "cosine")
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        type_into_editor(qtbot, window, window.spec.f, "log(z - 5)")
+    settle(qtbot, window)
+    assert all(t.status == "diverged" for t in window.snapshot.traces)
+    assert "diverged" in window.status_label.text()
+
+
+def test_exports_read_back(qtbot, window, tmp_path):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    png = window.export_plot("residuals", tmp_path / "res.png")
+    img = QImage(str(png))
+    assert img.width() > 100 and img.height() > 100
+    svg = window.export_plot("trajectory", tmp_path / "traj.svg")
+    assert "<svg" in svg.read_text()
+    pdf = window.export_plot("phase", tmp_path / "phase.pdf")
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+    truth = backend(window)
+    npz = np.load(window.export_traces(tmp_path / "t.npz"))
+    assert list(npz["solvers"]) == [t.solver for t in truth.traces]
+    for j, t in enumerate(truth.traces):
+        n = t.iterations + 1
+        np.testing.assert_allclose(npz["trajectory"][j, 0, :n], t.trajectory, rtol=1e-12)
+        np.testing.assert_allclose(npz["residuals"][j, 0, :n], t.residuals, rtol=1e-12)
+    meta = json.loads(str(npz["metadata"]))
+    assert "a = " in meta["spec"] and meta["options"]["tol"] == truth.tol
+
+    doc = json.loads(window.export_traces(tmp_path / "t.json").read_text())
+    for entry, t in zip(doc["results"], truth.traces, strict=True):
+        assert entry["solver"] == t.solver and entry["status"] == t.status
+        np.testing.assert_allclose(np.array(entry["trajectory"]), t.trajectory, rtol=1e-12)
+
+    text = window.export_traces(tmp_path / "t.csv").read_text()
+    rows = list(
+        csv.DictReader(
+            io.StringIO("\n".join(li for li in text.splitlines() if not li.startswith("#")))
+        )
+    )
+    newton = [r for r in rows if r["solver"] == "newton"]
+    t = truth.traces[2]
+    assert len(newton) == t.iterations + 1
+    np.testing.assert_allclose([float(r["z_0"]) for r in newton], t.trajectory[:, 0], rtol=1e-12)
+
+
+def test_export_to_an_unwritable_path_is_a_message(qtbot, window, tmp_path):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT):
+        assert window.export_plot("residuals", tmp_path / "missing" / "x.png") is None
+    assert "missing" in window.last_error
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT):
+        assert window.export_traces(tmp_path / "missing" / "t.npz") is None
+    assert "trace export failed" in window.last_error
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT):
+        assert window.export_traces(tmp_path / "t.xlsx") is None
+    assert "unknown format" in window.last_error
+    assert window.snapshot is not None  # still usable
+
+
+def test_session_round_trip(qtbot, window, tmp_path):
+    load(qtbot, window, "deq_cell")
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.solvers.set_settings(
+            SolverSettings(solvers=("damped", "broyden"), tol=1e-7, max_iter=150, beta=0.4)
+        )
+    window.params.slider("s").setValue(0.55)
+    window.params.seed_box("W").setValue(5)
+    window.phase.set_components(3, 7)
+    type_into_editor(qtbot, window, "max_iter = 300", "max_iter = 300  # edited")
+    settle(qtbot, window)
+    path = window.save_session(tmp_path / "s.ivsession")
+    state = window.session()
+
+    other = MainWindow()
+    qtbot.addWidget(other)
+    try:
+        other.start("logistic")
+        with qtbot.waitSignal(other.snapshotShown, timeout=TIMEOUT):
+            assert other.open_session(path)
+        settle(qtbot, other)
+        again = other.session()
+        assert again.spec_text == state.spec_text
+        assert again.values == pytest.approx(state.values)
+        assert again.seeds == state.seeds == {"W": 5, "U": 1, "x": 2, "b": 3}
+        assert again.solver == state.solver
+        assert again.view["phase_components"] == [3, 7]
+        # and the same solve
+        for a, b in zip(other.snapshot.traces, window.snapshot.traces, strict=True):
+            assert a.status == b.status and a.iterations == b.iterations
+            np.testing.assert_allclose(a.z, b.z, rtol=1e-12)
+    finally:
+        other.worker.shutdown()
+
+
+def test_corrupt_session_leaves_the_window_as_it_was(qtbot, window, tmp_path):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    text = window.editor.text()
+    bad = tmp_path / "bad.ivsession"
+    bad.write_text('{"format": "implicit-viz-session", "version": 1, "spec_text": 3}')
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT):
+        assert not window.open_session(bad)
+    assert "spec_text" in window.last_error and str(bad) in window.last_error
+    assert window.editor.text() == text
+    bad.write_bytes(b"\x00\x01garbage")
+    assert not window.open_session(bad)
+    assert window.editor.text() == text
+
+
+def test_open_and_save_spec_files(qtbot, window, tmp_path):
+    load(qtbot, window, "tanh_layer")
+    p = tmp_path / "mine.toml"
+    text = load_spec("logistic").source
+    p.write_text(text)
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        assert window.open_spec(p)
+    assert window.spec.name == "logistic map" and "mine.toml" in window.windowTitle()
+    # an invalid text is saved as typed
+    type_into_editor(qtbot, window, 'f = "r * z', 'f = "r * * z')
+    assert window.save_spec(tmp_path / "out.toml")
+    assert (tmp_path / "out.toml").read_text() == window.editor.text()
+    assert not window.open_spec(tmp_path / "nope.toml")
+    assert "nope.toml" in window.last_error
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\xfa")
+    assert not window.open_spec(tmp_path / "bin.toml")
+    assert "UTF-8" in window.last_error
+    # undo brings back what was there before the file was opened
+    assert window.editor.text() == (tmp_path / "out.toml").read_text()
+
+
+def test_newest_slider_value_wins(qtbot, window):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    slider = window.params.slider("a")
+    values = np.linspace(0.1, 1.0, 30)
+    for v in values:
+        slider.setValue(float(v))
+    settle(qtbot, window)
+    assert window.snapshot.values["a"] == pytest.approx(values[-1])
+    assert window.snapshot.request_id == window.worker.last_id
+
+
+def test_runaway_solve_gives_way_to_a_newer_request(qtbot, window):
+    load(qtbot, window, "logistic")
+    window.solvers.set_settings(SolverSettings(solvers=("fixed_point",), max_iter=100_000))
+    qtbot.wait(50)  # the long solve (chaotic r, no convergence) starts
+    window.params.slider("r").setValue(3.95)
+    window.solvers.set_settings(SolverSettings(solvers=("newton",), max_iter=50))
+    settle(qtbot, window)
+    assert window.snapshot.traces[0].solver == "newton"
+
+
+def test_absurd_size_is_a_message(qtbot, window):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT):
+        window.editor.set_text('name = "huge"\ndim = 5000\nf = "0.5 * z"\n')
+        window.editor.check_now()
+    assert "dim 5000" in window.last_error
+    assert window.snapshot.spec_name == "tanh equilibrium layer"

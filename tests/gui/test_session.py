@@ -1,0 +1,87 @@
+"""Session files: a round trip keeps every field; corrupt files are refused with the problem named."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from implicit_viz.core.live import SolverSettings
+from implicit_viz.gui.session import Session, SessionError, read_session, write_session
+
+
+def sample() -> Session:
+    return Session(
+        spec_text='name = "x"\ndim = 1\nf = "cos(z)"  # as typed, ünïcode kept\n',
+        spec_path="/somewhere/spec.toml",
+        values={"a": 0.25, "b": -3.0},
+        seeds={"W": 7},
+        solver=SolverSettings(solvers=("damped", "newton"), tol=1e-9, max_iter=77, beta=0.3),
+        view={"phase_components": [1, 0], "trajectory_tab": 1},
+    )
+
+
+def test_round_trip(tmp_path):
+    p = write_session(tmp_path / "s.ivsession", sample())
+    assert read_session(p) == sample()
+    doc = json.loads(p.read_text(encoding="utf-8"))
+    assert doc["format"] == "implicit-viz-session" and doc["version"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"{not json", "invalid JSON at line 1"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"format": "something-else"}', "format"),
+        (b'{"format": "implicit-viz-session", "version": 99, "spec_text": ""}', "version 99"),
+        (b'{"format": "implicit-viz-session", "version": 1}', "spec_text"),
+        (
+            b'{"format": "implicit-viz-session", "version": 1, "spec_text": "", "values": {"a": "x"}}',
+            "values.a",
+        ),
+        (
+            b'{"format": "implicit-viz-session", "version": 1, "spec_text": "", "seeds": {"W": 1.5}}',
+            "seeds.W",
+        ),
+        (
+            b'{"format": "implicit-viz-session", "version": 1, "spec_text": "",'
+            b' "solver": {"solvers": ["zzz"]}}',
+            "unknown solver",
+        ),
+        (
+            b'{"format": "implicit-viz-session", "version": 1, "spec_text": "",'
+            b' "solver": {"max_iter": "lots"}}',
+            "max_iter",
+        ),
+    ],
+)
+def test_corrupt_files_name_the_problem(tmp_path, content, words):
+    p = tmp_path / "bad.ivsession"
+    p.write_bytes(content)
+    with pytest.raises(SessionError) as info:
+        read_session(p)
+    assert words in str(info.value)
+    assert str(p) in str(info.value)
+
+
+def test_missing_and_unwritable(tmp_path):
+    with pytest.raises(SessionError, match="cannot read session"):
+        read_session(tmp_path / "nope.ivsession")
+    with pytest.raises(SessionError, match="cannot write session"):
+        write_session(tmp_path / "no_dir" / "s.ivsession", sample())
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions")
+def test_read_only_directory(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        with pytest.raises(SessionError, match="cannot write session"):
+            write_session(d / "s.ivsession", sample())
+    finally:
+        d.chmod(0o700)
