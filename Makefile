@@ -25,6 +25,7 @@ bench: setup-test
 	$(VENV)/bin/python benchmarks/bench_solve.py $(ARGS)
 	$(VENV)/bin/python benchmarks/bench_sweep.py $(ARGS)
 	$(VENV)/bin/python benchmarks/bench_grad.py $(ARGS)
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python benchmarks/bench_app.py $(ARGS)
 
 setup:
 	@scripts/bootstrap.sh app

@@ -103,6 +103,7 @@ class ResidualView(QWidget):
         self._table = QTableWidget(0, len(COLUMNS))
         self._table.setHorizontalHeaderLabels([h for _, h in COLUMNS])
         self._table.verticalHeader().setVisible(False)
+        self._table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self._table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self._table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self._table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -117,7 +118,8 @@ class ResidualView(QWidget):
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
         splitter.setSizes([380, 150])
-        self._table.setMinimumHeight(90)
+        # header + three solver rows visible by default
+        self._table.setMinimumHeight(4 * (self.fontMetrics().height() + 8) + 6)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
