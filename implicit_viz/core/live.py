@@ -132,8 +132,10 @@ class LiveRequest:
     """One solve the app asks for.
 
     ``values`` are slider values (param name -> number); ``seeds`` are seed controls (random
-    tensor name -> seed); both override the spec. ``request_id`` comes back in the snapshot so the
-    app can drop answers to stale requests.
+    tensor name -> seed); ``overrides`` set other targets of
+    :meth:`~implicit_viz.core.spec.Spec.with_overrides` (``"z0[1]"``, ``"x[0]"``, ``"W[0,1]"``),
+    e.g. from a click on a basins map. All override the spec. ``request_id`` comes back in the
+    snapshot so the app can drop answers to stale requests.
     """
 
     spec: Spec
@@ -141,6 +143,7 @@ class LiveRequest:
     seeds: Mapping[str, int] = field(default_factory=dict)
     settings: SolverSettings = field(default_factory=SolverSettings)
     request_id: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ def run_live(
     t0 = time.perf_counter()
     settings = request.settings
     settings.check()
-    spec = request.spec
+    spec = request.spec.with_overrides(request.overrides) if request.overrides else request.spec
     values = {p.name: p.value for p in spec.params}
     values.update({k: float(v) for k, v in request.values.items()})
     spec.with_overrides(values)  # checks names and ranges with the spec's own messages

@@ -75,6 +75,8 @@ class MainWindow(QMainWindow):
         self._spec: Spec | None = None
         self._spec_path: str | None = None
         self._spec_solver: dict[str, Any] | None = None
+        #: Targets set from outside the sliders (a click on a basins map): ``{"z0[1]": 0.5}``.
+        self._overrides: dict[str, float] = {}
         self._snapshot: LiveSnapshot | None = None
         self._shown_id = 0
         self._submitted_at: dict[int, float] = {}
@@ -186,6 +188,7 @@ class MainWindow(QMainWindow):
 
         m = self.menuBar().addMenu("&Solve")
         action(m, "&Solve again", self.request_solve, "Ctrl+R")
+        action(m, "&Clear start/tensor overrides", self.clear_overrides)
 
         m = self.menuBar().addMenu("&Help")
         action(m, "&About implicit-viz", self._about)
@@ -242,6 +245,7 @@ class MainWindow(QMainWindow):
 
     def _on_spec_accepted(self, spec: Spec) -> None:
         self._spec = spec
+        self._overrides = _valid_overrides(spec, self._overrides)
         self.params.set_spec(spec)
         solver = dict(spec.solver)
         if solver != self._spec_solver:  # the text's [solver] section changed: apply it
@@ -278,6 +282,35 @@ class MainWindow(QMainWindow):
             f"Spec error — {message} (the plots show the last valid spec)", error=True
         )
 
+    # overrides -------------------------------------------------------------------------------
+    def apply_assignments(self, assignments: dict[str, float]) -> None:
+        """Set params (their sliders) and other targets (``z0[1]``, ``x[0]``) and re-solve."""
+        if self._spec is None:
+            return
+        params = {p.name for p in self._spec.params}
+        values = {k: v for k, v in assignments.items() if k in params}
+        others = _valid_overrides(
+            self._spec, {k: v for k, v in assignments.items() if k not in params}
+        )
+        self._overrides.update(others)
+        self.params.blockSignals(True)
+        try:
+            self.params.set_values(values)
+        finally:
+            self.params.blockSignals(False)
+        if others:
+            shown = ", ".join(f"{k} = {v:.6g}" for k, v in self._overrides.items())
+            self.show_message(f"set {shown} (Solve > Clear start/tensor overrides to drop)")
+        self.request_solve()
+
+    def overrides(self) -> dict[str, float]:
+        return dict(self._overrides)
+
+    def clear_overrides(self) -> None:
+        if self._overrides:
+            self._overrides.clear()
+            self.request_solve()
+
     # solving ---------------------------------------------------------------------------------
     def request_solve(self) -> int | None:
         """Queue a solve of the current spec with the panels' values; returns its id."""
@@ -288,6 +321,7 @@ class MainWindow(QMainWindow):
             values=self.params.values(),
             seeds=self.params.seeds(),
             settings=self.solvers.settings(),
+            overrides=dict(self._overrides),
         )
         rid = self.worker.submit(req)
         self._submitted_at[rid] = time.perf_counter()
@@ -409,6 +443,7 @@ class MainWindow(QMainWindow):
             seeds=self.params.seeds(),
             solver=self.solvers.settings(),
             view=view,
+            overrides=dict(self._overrides),
         )
 
     def save_session(self, path: str | Path) -> Path | None:
@@ -433,6 +468,7 @@ class MainWindow(QMainWindow):
 
     def apply_session(self, s: Session) -> None:
         self._spec_path = s.spec_path
+        self._overrides = dict(s.overrides)
         self.editor.set_text(s.spec_text, undoable=True)
         self.editor.set_modified(False)
         self.editor.check_now()  # accepted -> panels rebuilt with the text's defaults
@@ -543,6 +579,23 @@ class MainWindow(QMainWindow):
             self.load_preset(spec)
         elif not self.open_spec(spec):
             QTimer.singleShot(0, lambda: self.load_preset(DEFAULT_PRESET))
+
+
+def _valid_overrides(spec: Spec, overrides: dict[str, float]) -> dict[str, float]:
+    """The overrides that still name a start component or tensor element of ``spec``."""
+    from implicit_viz.core.errors import SpecError
+    from implicit_viz.core.spec import parse_target
+
+    keep = {}
+    for key, value in overrides.items():
+        try:
+            target = parse_target(key, spec)
+            spec.with_overrides({key: value})
+        except SpecError:
+            continue
+        if target.kind != "param" and target.kind != "seed":
+            keep[key] = value
+    return keep
 
 
 def _with_suffix(path: str, chosen_filter: str) -> str:

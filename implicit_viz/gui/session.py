@@ -6,7 +6,8 @@ A session is one JSON document::
      "spec_text": "...", "spec_path": null,
      "values": {"a": 0.9}, "seeds": {"W": 0},
      "solver": {"solvers": [...], "tol": 1e-6, ...},
-     "view": {"phase_components": [0, 1], "trajectory_tab": "anderson", ...}}
+     "view": {"phase_components": [0, 1], "trajectory_tab": 1, ...},
+     "overrides": {"z0[1]": 0.5}}
 
 The spec is stored as its text (exactly as typed, even when it does not parse), so a session
 never loses work. :func:`read_session` checks the structure and raises :class:`SessionError`
@@ -45,6 +46,7 @@ class Session:
     seeds: dict[str, int] = field(default_factory=dict)
     solver: SolverSettings = field(default_factory=SolverSettings)
     view: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,7 @@ class Session:
             "seeds": dict(self.seeds),
             "solver": self.solver.to_dict(),
             "view": json_safe(dict(self.view)),
+            "overrides": dict(self.overrides),
         }
 
     @classmethod
@@ -89,6 +92,10 @@ class Session:
         except ValueError as exc:
             raise SessionError(str(exc)) from None
         view = _mapping(data.get("view", {}), "view")
+        overrides = _mapping(data.get("overrides", {}), "overrides")
+        for k, v in overrides.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SessionError(f"overrides.{k} must be a finite number, got {v!r}")
         return cls(
             spec_text=text,
             spec_path=path,
@@ -96,6 +103,7 @@ class Session:
             seeds={k: int(v) for k, v in seeds.items()},
             solver=solver,
             view=dict(view),
+            overrides={k: float(v) for k, v in overrides.items()},
         )
 
 

@@ -150,3 +150,15 @@ def test_absurd_sizes_are_refused_before_any_work():
     # the same dim with naive iteration and a sane budget runs
     snap = run_live(LiveRequest(spec=big, settings=SolverSettings(solvers=("fixed_point",))))
     assert snap.traces[0].status == "converged"
+
+
+def test_overrides_move_the_start_and_tensor_elements():
+    spec = load_spec("tanh_layer")
+    snap = run_live(
+        LiveRequest(spec=spec, overrides={"z0[1]": 0.5, "x[0]": -0.3}, values={"a": 0.5})
+    )
+    t = snap.traces[0]
+    np.testing.assert_array_equal(t.trajectory[0], [0.0, 0.5])
+    z = t.z
+    expected = np.tanh(0.5 * W_TANH @ z + np.array([-0.3, -0.2]))
+    assert np.linalg.norm(expected - z) <= 1e-6

@@ -304,3 +304,31 @@ def test_absurd_size_is_a_message(qtbot, window):
         window.editor.check_now()
     assert "dim 5000" in window.last_error
     assert window.snapshot.spec_name == "tanh equilibrium layer"
+
+
+def test_assignments_from_a_map_click_set_sliders_and_start(qtbot, window, tmp_path):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    window.apply_assignments({"a": 0.5, "z0[1]": 0.3, "nonsense[9]": 1.0})
+    settle(qtbot, window)
+    assert window.params.values()["a"] == pytest.approx(0.5)
+    assert window.overrides() == {"z0[1]": 0.3}
+    t = window.snapshot.traces[0]
+    np.testing.assert_allclose(t.trajectory[0], [0.0, 0.3])
+    truth = run_live(
+        LiveRequest(
+            spec=window.spec,
+            values={"a": 0.5},
+            overrides={"z0[1]": 0.3},
+            settings=window.solvers.settings(),
+        )
+    )
+    np.testing.assert_allclose(t.trajectory, truth.traces[0].trajectory, rtol=1e-12)
+    # sessions keep them; clearing goes back to the spec's start
+    path = window.save_session(tmp_path / "o.ivsession")
+    from implicit_viz.gui.session import read_session
+
+    assert read_session(path).overrides == {"z0[1]": 0.3}
+    window.clear_overrides()
+    settle(qtbot, window)
+    np.testing.assert_allclose(window.snapshot.traces[0].trajectory[0], [0.0, 0.0])
