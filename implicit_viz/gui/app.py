@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="render the window offscreen after the first solve, write OUT.png and exit",
     )
     p.add_argument("--size", default="1500x940", help="window size WxH (default 1500x940)")
+    p.add_argument(
+        "--view",
+        choices=("live", "basins", "gradients"),
+        default="live",
+        help="the tab to open; basins and gradients also run once (their default axes/settings), "
+        "and --screenshot waits for that run",
+    )
     return p
 
 
@@ -85,9 +92,19 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     _install_excepthook(window)
     status = {"code": 0}
 
+    from PySide6.QtCore import Qt
+
+    def first_solve(_rid: int) -> None:
+        if args.view == "basins":
+            window._run_basins()
+        elif args.view == "gradients":
+            window._run_gradient()
+
+    window.snapshotShown.connect(first_solve, Qt.ConnectionType.SingleShotConnection)
+
     if args.screenshot:
 
-        def shoot(_rid: int) -> None:
+        def shoot(*_args) -> None:
             # let the views paint the new data before grabbing
             QTimer.singleShot(200, lambda: _save(window, out, status, app))
 
@@ -100,9 +117,12 @@ def run_app(argv: Sequence[str] | None = None) -> int:
             status["code"] = 1
             app.quit()
 
-        from PySide6.QtCore import Qt
-
-        window.snapshotShown.connect(shoot, Qt.ConnectionType.SingleShotConnection)
+        done_signal = {
+            "live": window.snapshotShown,
+            "basins": window.basins.sweepFinished,
+            "gradients": window.gradient.reportShown,
+        }[args.view]
+        done_signal.connect(shoot, Qt.ConnectionType.SingleShotConnection)
         QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000), give_up)
 
     window.show()
@@ -112,7 +132,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     else:
         window.start(args.spec)
     app.exec()
-    window.worker.shutdown()
+    window.shutdown()
     return status["code"]
 
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
+    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -32,6 +33,8 @@ from PySide6.QtWidgets import (
 
 from implicit_viz.core.live import LiveRequest, LiveSnapshot, SolverSettings
 from implicit_viz.core.spec import Spec
+from implicit_viz.gui.basins_view import BasinsView
+from implicit_viz.gui.gradient_view import GradientView
 from implicit_viz.gui.param_panel import ParamPanel
 from implicit_viz.gui.phase_view import PhaseView
 from implicit_viz.gui.preset_picker import PresetPicker
@@ -91,6 +94,8 @@ class MainWindow(QMainWindow):
         self.trajectory = TrajectoryView()
         self.phase = PhaseView()
         self.residuals = ResidualView()
+        self.basins = BasinsView()
+        self.gradient = GradientView()
         self.worker = SolveWorker(self)
         self._build_layout()
         self._build_menus()
@@ -104,6 +109,10 @@ class MainWindow(QMainWindow):
         self.worker.snapshotReady.connect(self._on_snapshot)
         self.worker.failed.connect(self._on_failed)
         self.worker.busyChanged.connect(self._on_busy)
+        self.basins.cellClicked.connect(self.apply_assignments)
+        self.basins.errorShown.connect(lambda m: self.show_message(f"Basins: {m}", error=True))
+        self.gradient.errorShown.connect(lambda m: self.show_message(f"Gradients: {m}", error=True))
+        self.views.currentChanged.connect(lambda _i: self._update_context())
 
     # layout ----------------------------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -133,9 +142,18 @@ class MainWindow(QMainWindow):
         top.addWidget(self.trajectory)
         top.addWidget(self.phase)
         top.setSizes([530, 530])
+        # The residuals and their table stay in view under every tab, so a click on the basins
+        # map shows that cell's solve at once.
+        self.views = QTabWidget()
+        self.views.setDocumentMode(True)
+        self.views.addTab(top, "Trajectories && phase")
+        self.views.addTab(self.basins, "Basins")
+        self.views.addTab(self.gradient, "Gradients")
         right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(top)
+        right.addWidget(self.views)
         right.addWidget(self.residuals)
+        self._right = right
+        self.views.currentChanged.connect(self._fit_panes)
         right.setSizes([520, 380])
 
         main = QSplitter(Qt.Orientation.Horizontal)
@@ -176,7 +194,12 @@ class MainWindow(QMainWindow):
         action(exp, "&Trajectories…", lambda: self._ask_export_plot("trajectory"), "Ctrl+E")
         action(exp, "&Phase portrait…", lambda: self._ask_export_plot("phase"), "Ctrl+Shift+P")
         action(exp, "&Residuals…", lambda: self._ask_export_plot("residuals"), "Ctrl+Shift+R")
+        action(exp, "&Basins map…", lambda: self._ask_export_plot("basins"), "Ctrl+Shift+B")
+        action(exp, "&Gradient errors…", lambda: self._ask_export_plot("gradient_error"))
+        action(exp, "Gradient &memory…", lambda: self._ask_export_plot("gradient_memory"))
         action(m, "Export &traces…", self._ask_export_traces, "Ctrl+Shift+E")
+        action(m, "Export basins &data…", self._ask_export_basins_data)
+        action(m, "Export gradient &curves…", self._ask_export_gradient_curves)
         action(m, "Save &window image…", self._ask_window_image)
         m.addSeparator()
         action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -188,6 +211,9 @@ class MainWindow(QMainWindow):
 
         m = self.menuBar().addMenu("&Solve")
         action(m, "&Solve again", self.request_solve, "Ctrl+R")
+        action(m, "Run &basins sweep", self._run_basins, "Ctrl+B")
+        action(m, "&Cancel basins sweep", self.basins.cancel, "Esc")
+        action(m, "Run &gradient lab", self._run_gradient, "Ctrl+G")
         action(m, "&Clear start/tensor overrides", self.clear_overrides)
 
         m = self.menuBar().addMenu("&Help")
@@ -325,7 +351,40 @@ class MainWindow(QMainWindow):
         )
         rid = self.worker.submit(req)
         self._submitted_at[rid] = time.perf_counter()
+        self._update_context()
         return rid
+
+    def _update_context(self) -> None:
+        """Tell the basins and gradient views what the sliders and panels say now."""
+        if self._spec is None:
+            return
+        values, seeds = self.params.values(), self.params.seeds()
+        settings = self.solvers.settings()
+        try:
+            self.basins.set_context(self._spec, values, seeds, settings, dict(self._overrides))
+        except (ValueError, OSError) as exc:  # SpecError is a ValueError
+            self.show_message(f"Basins: {exc}", error=True)
+        start = {f"z0[{i}]": v for i, v in enumerate(self._spec.start)}
+        self.basins.set_marker({**start, **values, **self._overrides})
+        if self.views.currentWidget() is self.gradient:  # re-runs itself only when visible
+            self.gradient.set_context(self._spec, values, seeds, settings)
+
+    def _fit_panes(self, _index: int = 0) -> None:
+        """The gradient view needs height: under its tab the residual pane shrinks to its
+        table; the other tabs share the height about 60/40."""
+        total = sum(self._right.sizes()) or self.height()
+        share = 0.82 if self.views.currentWidget() is self.gradient else 0.58
+        self._right.setSizes([int(total * share), total - int(total * share)])
+
+    def _run_basins(self) -> None:
+        self.views.setCurrentWidget(self.basins)
+        self._update_context()
+        self.basins.run()
+
+    def _run_gradient(self) -> None:
+        self.views.setCurrentWidget(self.gradient)
+        self._update_context()
+        self.gradient.run()
 
     def _on_snapshot(self, snap: LiveSnapshot) -> None:
         if snap.request_id < self._shown_id:
@@ -385,7 +444,12 @@ class MainWindow(QMainWindow):
 
     # exports ---------------------------------------------------------------------------------
     def plot_widget(self, which: str):
-        """The visible plot of view ``which``: ``"trajectory"``, ``"phase"`` or ``"residuals"``."""
+        """The plot named ``which``: ``"trajectory"`` (the visible tab), ``"phase"``,
+        ``"residuals"``, ``"basins"``, ``"gradient_error"`` or ``"gradient_memory"``."""
+        if which == "basins":
+            return self.basins.plot_widget()
+        if which.startswith("gradient_"):
+            return self.gradient.plot_widgets()[which.removeprefix("gradient_")]
         view = {"trajectory": self.trajectory, "phase": self.phase, "residuals": self.residuals}
         return view[which].current_plot()
 
@@ -417,6 +481,25 @@ class MainWindow(QMainWindow):
         self.show_message(f"wrote {out}")
         return out
 
+    def export_basins_data(self, path: str | Path) -> Path | None:
+        """The last sweep's arrays (.npz/.json, as `implicit-viz sweep --out`)."""
+        return self._export(lambda: self.basins.export_data(path), "basins export failed")
+
+    def export_gradient_curves(self, path: str | Path) -> Path | None:
+        """The last gradient report (.csv/.npz/.json, as `implicit-viz grad`)."""
+        return self._export(lambda: self.gradient.export_curves(path), "gradient export failed")
+
+    def _export(self, write, what: str) -> Path | None:
+        from implicit_viz.core.export import ExportError
+
+        try:
+            out = write()
+        except (ExportError, OSError, ValueError) as exc:
+            self.report_error(f"{what}: {exc}")
+            return None
+        self.show_message(f"wrote {out}")
+        return out
+
     def save_window_image(self, path: str | Path) -> Path | None:
         p = Path(path).expanduser()
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
@@ -434,6 +517,7 @@ class MainWindow(QMainWindow):
         view = {
             "phase_components": list(self.phase.components()),
             "trajectory_tab": self.trajectory.tabs.currentIndex(),
+            "view_tab": self.views.currentIndex(),
             "window_size": [self.width(), self.height()],
         }
         return Session(
@@ -485,6 +569,9 @@ class MainWindow(QMainWindow):
         comps = s.view.get("phase_components")
         if isinstance(comps, list) and len(comps) == 2 and all(isinstance(c, int) for c in comps):
             self.phase.set_components(*comps)
+        view_tab = s.view.get("view_tab")
+        if isinstance(view_tab, int) and 0 <= view_tab < self.views.count():
+            self.views.setCurrentIndex(view_tab)
         tab = s.view.get("trajectory_tab")
         self._pending_tab = tab if isinstance(tab, int) else None
         self.snapshotShown.connect(self._restore_tab, Qt.ConnectionType.SingleShotConnection)
@@ -539,6 +626,23 @@ class MainWindow(QMainWindow):
         if path:
             self.export_traces(_with_suffix(path, chosen))
 
+    def _ask_export_basins_data(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(
+            self,
+            "Export basins data",
+            "basins.npz",
+            "NumPy archive (*.npz);;JSON document (*.json)",
+        )
+        if path:
+            self.export_basins_data(_with_suffix(path, chosen))
+
+    def _ask_export_gradient_curves(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export gradient curves", "gradients.csv", _TRACE_FILTER
+        )
+        if path:
+            self.export_gradient_curves(_with_suffix(path, chosen))
+
     def _ask_window_image(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
             self, "Save window image", "window.png", "PNG (*.png)"
@@ -566,8 +670,14 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}{star} — implicit-viz" if name else "implicit-viz")
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.worker.shutdown()
+        self.shutdown()
         super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop every background thread (solve, sweep, gradient)."""
+        self.worker.shutdown()
+        self.basins.shutdown()
+        self.gradient.shutdown()
 
     def start(self, spec: str | None = None) -> None:
         """Open ``spec`` (a preset name or a file path), else the default preset."""

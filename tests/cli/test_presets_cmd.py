@@ -69,7 +69,7 @@ def test_bare_command_opens_the_app_and_screenshots_it(tmp_path):
             "--screenshot",
             str(out),
             "--size",
-            "900x600",
+            "1200x800",
         ],
         capture_output=True,
         text=True,
@@ -81,7 +81,7 @@ def test_bare_command_opens_the_app_and_screenshots_it(tmp_path):
     from PySide6.QtGui import QImage
 
     img = QImage(str(out))
-    assert (img.width(), img.height()) == (900, 600)
+    assert (img.width(), img.height()) == (1200, 800)
 
 
 def test_screenshot_errors_are_one_line(tmp_path):

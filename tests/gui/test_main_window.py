@@ -26,7 +26,7 @@ def window(qtbot):
     w.resize(1400, 900)
     w.show()
     yield w
-    w.worker.shutdown()
+    w.shutdown()
 
 
 def load(qtbot, w: MainWindow, key: str) -> None:
@@ -235,7 +235,7 @@ def test_session_round_trip(qtbot, window, tmp_path):
             assert a.status == b.status and a.iterations == b.iterations
             np.testing.assert_allclose(a.z, b.z, rtol=1e-12)
     finally:
-        other.worker.shutdown()
+        other.shutdown()
 
 
 def test_corrupt_session_leaves_the_window_as_it_was(qtbot, window, tmp_path):
@@ -332,3 +332,68 @@ def test_assignments_from_a_map_click_set_sliders_and_start(qtbot, window, tmp_p
     window.clear_overrides()
     settle(qtbot, window)
     np.testing.assert_allclose(window.snapshot.traces[0].trajectory[0], [0.0, 0.0])
+
+
+def test_basins_click_shows_that_cells_solve(qtbot, window):
+    """A small sweep from the Basins tab equals the backend's; a click on a cell moves the
+    sliders (or the start) there, and the plots show that cell's outcome."""
+    from implicit_viz.core.sweep import sweep
+
+    load(qtbot, window, "gradient_descent")
+    settle(qtbot, window)
+    window.views.setCurrentWidget(window.basins)
+    window._update_context()
+    window.basins.set_axes("eta", None, x_range=(0.05, 0.75))
+    window.basins.resolution.setValue(40)
+    with qtbot.waitSignal(window.basins.sweepFinished, timeout=60_000):
+        window.basins.run()
+    res = window.basins.result()
+    truth = sweep(window.basins.build_request())
+    np.testing.assert_array_equal(res.status, truth.status)
+    np.testing.assert_array_equal(res.iterations, truth.iterations)
+    # click a diverging cell (eta beyond 2/L = 0.5)
+    eta = float(res.x_values[-1])
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.basins._emit_click_at(eta, 0.0)
+    settle(qtbot, window)
+    assert window.params.values()["eta"] == pytest.approx(eta)
+    naive = window.snapshot.traces[0]
+    assert naive.solver == "fixed_point" and naive.status == "diverged"
+    assert window.residuals.table().item(0, 1).text().startswith("diverged")
+
+
+def test_basins_click_on_start_components_sets_overrides(qtbot, window):
+    load(qtbot, window, "newton_cubic")
+    settle(qtbot, window)
+    window.views.setCurrentWidget(window.basins)
+    window._update_context()
+    window.basins.set_axes("z0[0]", "z0[1]", x_range=(-1.5, 1.5), y_range=(-1.5, 1.5))
+    window.basins.resolution.setValue(24)
+    with qtbot.waitSignal(window.basins.sweepFinished, timeout=60_000):
+        window.basins.run()
+    res = window.basins.result()
+    x, y = float(res.x_values[3]), float(res.y_values[5])
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.basins._emit_click_at(x, y)
+    settle(qtbot, window)
+    assert window.overrides() == {"z0[0]": pytest.approx(x), "z0[1]": pytest.approx(y)}
+    np.testing.assert_allclose(window.snapshot.traces[0].trajectory[0], [x, y])
+    # the cell's basin is the fixed point the window's naive iteration reaches
+    b = int(res.basin[5, 3])
+    if b >= 0:
+        np.testing.assert_allclose(window.snapshot.traces[0].z, res.fixed_points[b], atol=1e-3)
+
+
+def test_gradient_tab_matches_the_backend(qtbot, window):
+    from implicit_viz.core.gradients import gradient_lab
+
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    window.views.setCurrentWidget(window.gradient)
+    with qtbot.waitSignal(window.gradient.reportShown, timeout=60_000):
+        window._run_gradient()
+    report = window.gradient.report()
+    truth = gradient_lab(window.gradient.build_request())
+    for a, b in zip(report.methods, truth.methods, strict=True):
+        assert a.method == b.method
+        assert a.rel_error == pytest.approx(b.rel_error, rel=1e-9, abs=1e-15)

@@ -1,0 +1,833 @@
+"""The basins view: a parameter sweep drawn live, cell by cell, in parameter units.
+
+Controls pick the two axes (a param, a start component ``z0[i]`` or an element of a small
+tensor; y may be "(none)" for a 1-D sweep), their ranges and the resolution. Run builds a
+:class:`~implicit_viz.core.sweep.SweepRequest` from the spec and the solver settings of the
+window (:meth:`BasinsView.set_context`) and hands it to a :class:`SweepWorker`; the coarse
+preview and then the refinement arrive as partial results and are drawn as they come.
+
+2-D sweeps are an image of the cell colours of :func:`implicit_viz.core.palette.cell_colors`
+(the colours of the CLI's ``--png``); 1-D sweeps are an orbit diagram (the last iterates of
+``z[0]`` against the param, small dots) with the cell colours as a strip under it. Hovering a
+cell describes it; clicking a cell emits its axis values (:attr:`BasinsView.cellClicked`).
+
+The widget holds no numerics: the cell colours are computed on the worker thread by
+:func:`sweep_picture`, and everything drawn is read from the :class:`SweepResult`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from implicit_viz.core.errors import SpecError, SweepError
+from implicit_viz.core.export import ExportError
+from implicit_viz.core.palette import cell_colors, legend
+from implicit_viz.core.spec import Spec, parse_target
+from implicit_viz.core.status import Status
+from implicit_viz.core.sweep import (
+    FLOAT32_MIN_TOL,
+    Axis,
+    SweepRequest,
+    SweepResult,
+    axis_label,
+    sweep_options,
+)
+from implicit_viz.gui.colors import FOREGROUND, new_plot_widget, set_title, settle
+from implicit_viz.gui.sweep_worker import SweepWorker
+
+NO_AXIS = "(none)"
+#: Tensors with more entries than this offer no elements as axes.
+MAX_TENSOR_ENTRIES = 16
+#: Start components offered as axes.
+MAX_Z0_AXES = 8
+#: Iterates recorded per cell for the orbit diagram of a 1-D sweep.
+ORBIT_ITERATES = 64
+DEFAULT_RESOLUTION = 128
+#: Range of a start component when it is chosen as an axis.
+Z0_HALF_RANGE = 2.0
+#: Range of a tensor element: its value +- this.
+TENSOR_HALF_RANGE = 1.0
+#: Periods named in the status line before "..." .
+STATUS_PERIODS = 6
+_ERROR_STYLE = "color: #b00020;"
+_MARKER_PEN = {"color": "#000000", "width": 1.5, "style": Qt.PenStyle.DashLine}
+
+
+# --------------------------------------------------------------------------------------------
+# What to draw (pure functions, no widgets)
+# --------------------------------------------------------------------------------------------
+
+
+def axis_targets(spec: Spec) -> list[str]:
+    """Targets a sweep axis can take: params, ``z0[i]`` (up to 8), elements of small tensors."""
+    out = [p.name for p in spec.params]
+    out += [f"z0[{i}]" for i in range(min(spec.dim, MAX_Z0_AXES))]
+    for t in spec.tensors:
+        if t.size <= MAX_TENSOR_ENTRIES:
+            out += [f"{t.name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*t.shape)]
+    return out
+
+
+def default_axes(spec: Spec) -> tuple[str, str]:
+    """A first choice of axes: the start plane for a map without tensors (basins), else the
+    first param against an element of the smallest tensor, else the first param alone."""
+    targets = axis_targets(spec)
+    small = sorted((t for t in spec.tensors if t.size <= MAX_TENSOR_ENTRIES), key=lambda t: t.size)
+    if spec.params and small:
+        return spec.params[0].name, f"{small[0].name}[{','.join('0' * len(small[0].shape))}]"
+    if spec.dim >= 2 and not spec.tensors:
+        return "z0[0]", "z0[1]"
+    if spec.params:
+        return spec.params[0].name, NO_AXIS
+    return targets[0], (targets[1] if len(targets) > 1 else NO_AXIS)
+
+
+def default_range(target: str, spec: Spec) -> tuple[float, float]:
+    """``(lo, hi)`` for a target: a param's range, +-2 for ``z0[i]``, value +-1 for a tensor
+    element. Raises :class:`SpecError` for an unknown target."""
+    t = parse_target(target, spec)
+    if t.kind == "param":
+        p = spec.param(t.name)
+        return (p.min, p.max) if p.min < p.max else (p.value - 1.0, p.value + 1.0)
+    if t.kind == "z0":
+        return -Z0_HALF_RANGE, Z0_HALF_RANGE
+    value = 0.0
+    if t.kind == "tensor" and t.index is not None:
+        tensor = spec.tensor(t.name)
+        pinned = dict(tensor.set)
+        if t.index in pinned:
+            value = float(pinned[t.index])
+        elif tensor.data is not None:
+            value = float(tensor.data[int(np.ravel_multi_index(t.index, tensor.shape))])
+    return value - TENSOR_HALF_RANGE, value + TENSOR_HALF_RANGE
+
+
+def sweep_picture(result: SweepResult) -> np.ndarray:
+    """Cell colours ``(ny, nx, 3)`` uint8 of a result, as :func:`cell_colors` gives them.
+
+    While a sweep runs, unsolved cells borrow the colour of their preview cell
+    (:meth:`SweepResult.filled`); a finished or cancelled result is drawn as it is, unsolved
+    cells in the ``not_run`` grey. Called on the worker thread.
+    """
+    running = not (result.cancelled or result.complete)
+
+    def arr(name: str) -> np.ndarray:
+        return result.filled(name) if running else getattr(result, name)
+
+    return unique_cell_colors(
+        arr("status"),
+        arr("iterations"),
+        arr("basin"),
+        arr("period"),
+        result.request.options.max_iter,
+    )
+
+
+def unique_cell_colors(
+    status: np.ndarray,
+    iterations: np.ndarray,
+    basin: np.ndarray,
+    period: np.ndarray,
+    max_iter: int,
+) -> np.ndarray:
+    """Exactly :func:`cell_colors`, computed once per distinct cell state.
+
+    A cell's colour depends only on its status, and on its basin and iterations (converged) or
+    its period (periodic); a grid has a few hundred such states. Colouring those and spreading
+    them with one ``np.unique`` keeps the work in NumPy: a cell-by-cell colouring of a 512 x 512
+    grid is a 60 ms Python loop, which (on the worker thread) starves the GUI thread of the GIL.
+    """
+    st = status.astype(np.int64)
+    conv = st == int(Status.CONVERGED)
+    per = st == int(Status.PERIODIC)
+    it = np.where(conv, iterations, 0).astype(np.int64) & 0xFFFFFFFF
+    b = np.where(conv, basin.astype(np.int64) + 1, 0) & 0xFFFFFFF
+    p = np.where(per, period, 0).astype(np.int64) & 0xFFFF
+    key = (st << 60) | (b << 32) | it | p
+    _, first, inverse = np.unique(key.ravel(), return_index=True, return_inverse=True)
+    flat = [a.reshape(1, -1)[:, first] for a in (status, iterations, basin, period)]
+    colors = cell_colors(*flat, max_iter)[0]  # (K, 3)
+    return colors[inverse.reshape(status.shape)]
+
+
+def shade_strip(max_iter: int, basin: int = 0, n: int = 96) -> np.ndarray:
+    """``(1, n, 3)`` colours of converged cells from 1 to ``max_iter`` iterations (log-spaced)."""
+    its = np.unique(np.rint(np.geomspace(1, max(max_iter, 1), n)).astype(np.int32))
+    its = np.interp(np.linspace(0, len(its) - 1, n), np.arange(len(its)), its).astype(np.int32)
+    ones = np.ones((1, n), np.int8) * int(Status.CONVERGED)
+    return cell_colors(
+        ones, its[None, :], np.full((1, n), basin, np.int32), np.zeros((1, n), np.int16), max_iter
+    )
+
+
+def _fmt_point(z: np.ndarray, limit: int = 4) -> str:
+    vals = ", ".join(f"{v:.4g}" for v in z[:limit])
+    return f"({vals}{', ...' if len(z) > limit else ''})"
+
+
+def status_text(result: SweepResult) -> str:
+    """``"512 x 512 cells, 1.8 s: 43.8 % converged, 2 fixed points, periods 5, 6"``."""
+    ny, nx = result.status.shape
+    summary = result.summary()
+    size = f"{nx} cells" if result.request.y is None else f"{nx} x {ny} cells"
+    parts = [f"{summary['outcome_fractions']['converged'] * 100:.1f} % converged"]
+    for name in ("periodic", "chaotic", "max_iter", "diverged"):
+        frac = summary["outcome_fractions"][name]
+        if frac > 0:
+            parts.append(f"{frac * 100:.1f} % {name.replace('_', ' ')}")
+    if result.basins_resolved:
+        k = summary["n_fixed_points"]
+        if k:
+            parts.append(f"{k} fixed point{'s' if k != 1 else ''}")
+    else:
+        parts.append("fixed point moves with the params")
+    periods = list(summary["period_histogram"])
+    if periods:
+        shown = ", ".join(str(p) for p in periods[:STATUS_PERIODS])
+        more = f", ... ({len(periods)} in all)" if len(periods) > STATUS_PERIODS else ""
+        parts.append(f"period{'s' if len(periods) > 1 else ''} {shown}{more}")
+    text = f"{size}, {result.elapsed_s:.1f} s: " + ", ".join(parts)
+    if result.cancelled:
+        text = f"{cancel_note(result)}; " + text
+    return text
+
+
+def cancel_note(result: SweepResult) -> str:
+    """``"cancelled: 1234 of 65536 cells solved"``."""
+    return f"cancelled: {int(result.done.sum())} of {result.status.size} cells solved"
+
+
+def cell_assignments(result: SweepResult, ix: int, iy: int) -> dict[str, float]:
+    """The axis values of cell ``(ix, iy)``: ``{x_target: x, y_target: y}``."""
+    req = result.request
+    out = {req.x.target: float(result.x_values[ix])}
+    if req.y is not None and result.y_values is not None:
+        out[req.y.target] = float(result.y_values[iy])
+    return out
+
+
+def cell_description(result: SweepResult, ix: int, iy: int) -> str:
+    """One cell in words: axis values, outcome, iterations, period, fixed point, Lyapunov."""
+    where = ", ".join(f"{k} = {v:.5g}" for k, v in cell_assignments(result, ix, iy).items())
+    code = int(result.status[iy, ix])
+    if code == int(Status.NOT_RUN):
+        return f"{where}: not solved"
+    word = Status(code).label.replace("_", " ")
+    its = int(result.iterations[iy, ix])
+    text = f"{where}: {word} after {its} step{'s' if its != 1 else ''}"
+    if code == int(Status.PERIODIC):
+        text += f", period {int(result.period[iy, ix])}"
+    if code == int(Status.CONVERGED):
+        b = int(result.basin[iy, ix])
+        if b >= 0 and b < len(result.fixed_points):
+            text += f", basin {b}: z* = {_fmt_point(result.fixed_points[b])}"
+        elif result.z is not None:
+            text += f", z* = {_fmt_point(result.z[iy, ix])}"
+    elif result.z is not None and code != int(Status.DIVERGED):
+        text += f", last z = {_fmt_point(result.z[iy, ix])}"
+    lyap = float(result.lyapunov[iy, ix])
+    if math.isfinite(lyap):
+        text += f", Lyapunov {lyap:.3g}"
+    return text
+
+
+def _cell_index(axis: Axis, value: float) -> int | None:
+    """Index of the cell whose centre is nearest ``value`` (None outside the drawn range)."""
+    if axis.n == 1:
+        return 0 if abs(value - axis.lo) <= 0.5 * max(abs(axis.hi - axis.lo), 1e-12) else None
+    step = (axis.hi - axis.lo) / (axis.n - 1)
+    i = round((value - axis.lo) / step)
+    if not -0.5 <= (value - axis.lo) / step <= axis.n - 0.5:
+        return None
+    return min(max(i, 0), axis.n - 1)
+
+
+def _cell_rect(axis: Axis) -> tuple[float, float]:
+    """``(start, width)`` of the drawn cells along an axis (cell centres on the axis values)."""
+    step = (axis.hi - axis.lo) / (axis.n - 1) if axis.n > 1 else max(axis.hi - axis.lo, 1.0)
+    return axis.lo - step / 2, axis.hi - axis.lo + step
+
+
+def _color_icon(rgb: tuple[int, int, int], size: int = 12) -> QIcon:
+    pix = QPixmap(size, size)
+    pix.fill(QColor(*rgb))
+    return QIcon(pix)
+
+
+def _rgb_pixmap(rgb: np.ndarray, width: int, height: int) -> QPixmap:
+    data = np.ascontiguousarray(rgb)
+    h, w = data.shape[:2]
+    img = QImage(data.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(
+        img.scaled(
+            width,
+            height,
+            Qt.AspectRatioMode.IgnoreAspectRatio,
+            Qt.TransformationMode.FastTransformation,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The widget
+# --------------------------------------------------------------------------------------------
+
+
+class BasinsView(QWidget):
+    """Sweep controls, the live picture, its legend and the hovered cell.
+
+    Signals
+    -------
+    cellClicked(dict)
+        The axis values of a clicked cell, e.g. ``{"a": 1.23, "x[0]": -0.5}``.
+    sweepFinished(object)
+        The final :class:`SweepResult` of a sweep (also when cancelled).
+    errorShown(str)
+        A request could not start or a sweep failed; the message is shown in the view.
+    """
+
+    cellClicked = Signal(dict)
+    sweepFinished = Signal(object)
+    errorShown = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, *, worker: SweepWorker | None = None):
+        super().__init__(parent)
+        self._spec: Spec | None = None
+        self._context_spec: Spec | None = None
+        self._settings: Any = None
+        self._result: SweepResult | None = None
+        self._shown: SweepResult | None = None
+        self._sweep_id = 0
+        self._marker: dict[str, float] = {}
+        self._legend_items: list[tuple[str, tuple[int, int, int]]] = []
+        self.last_error = ""
+        #: Partial pictures drawn for the current sweep.
+        self.redraws = 0
+        self.worker = worker or SweepWorker(self, render=sweep_picture)
+        self._build()
+        self.worker.rendered.connect(self._on_rendered)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+
+    # layout ----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.x_combo = self._axis_combo()
+        self.y_combo = self._axis_combo()
+        self.x_lo, self.x_hi = self._range_box(), self._range_box()
+        self.y_lo, self.y_hi = self._range_box(), self._range_box()
+        self.resolution = QSpinBox()
+        self.resolution.setRange(2, 4096)
+        self.resolution.setValue(DEFAULT_RESOLUTION)
+        self.resolution.setToolTip("cells along each axis")
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("")
+        self.progress_bar.setTextVisible(True)
+        self.x_combo.textActivated.connect(lambda t: self._on_target(t, self.x_lo, self.x_hi))
+        self.y_combo.textActivated.connect(lambda t: self._on_target(t, self.y_lo, self.y_hi))
+        self.run_button.clicked.connect(lambda _c=False: self.run())
+        self.cancel_button.clicked.connect(lambda _c=False: self.cancel())
+
+        grid = QGridLayout()
+        for row, (name, combo, lo, hi) in enumerate(
+            (("x", self.x_combo, self.x_lo, self.x_hi), ("y", self.y_combo, self.y_lo, self.y_hi))
+        ):
+            grid.addWidget(QLabel(f"{name} axis"), row, 0)
+            grid.addWidget(combo, row, 1)
+            grid.addWidget(QLabel("from"), row, 2)
+            grid.addWidget(lo, row, 3)
+            grid.addWidget(QLabel("to"), row, 4)
+            grid.addWidget(hi, row, 5)
+        grid.addWidget(QLabel("cells per axis"), 0, 6)
+        grid.addWidget(self.resolution, 0, 7)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        grid.addLayout(buttons, 1, 6, 1, 2)
+        grid.addWidget(self.progress_bar, 0, 8, 2, 1)
+        grid.setColumnStretch(1, 2)
+        grid.setColumnStretch(8, 3)
+
+        self.plot = new_plot_widget("", "")
+        self.plot.setMinimumSize(320, 260)
+        pi = self.plot.getPlotItem()
+        pi.setMenuEnabled(False)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        pi.addItem(self.image_item)
+        self.scatter = pg.ScatterPlotItem(
+            size=2, pen=None, brush=pg.mkBrush(40, 40, 40, 150), pxMode=True, symbol="s"
+        )
+        self.scatter.setVisible(False)
+        pi.addItem(self.scatter)
+        self.marker_x = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(**_MARKER_PEN))
+        self.marker_y = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(**_MARKER_PEN))
+        for line in (self.marker_x, self.marker_y):
+            line.setVisible(False)
+            line.setZValue(10)
+            pi.addItem(line, ignoreBounds=True)
+        scene = self.plot.scene()
+        scene.sigMouseMoved.connect(self._on_mouse_moved)
+        scene.sigMouseClicked.connect(self._on_mouse_clicked)
+
+        self.legend_list = QListWidget()
+        self.legend_list.setIconSize(QSize(12, 12))
+        self.legend_list.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        self.legend_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.legend_list.setStyleSheet("QListWidget { border: none; background: transparent; }")
+        self.shade_caption = QLabel("converged: shade = iterations\nfewer iterations → more")
+        self.shade_bar = QLabel()
+        self.shade_bar.setFixedHeight(12)
+        self.hover_label = QLabel("hover over a cell to see it; click to apply its values")
+        self.hover_label.setWordWrap(True)
+        self.hover_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hover_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        side = QVBoxLayout()
+        side.addWidget(QLabel("<b>Legend</b>"))
+        side.addWidget(self.legend_list, 3)
+        side.addWidget(self.shade_caption)
+        side.addWidget(self.shade_bar)
+        side.addWidget(QLabel("<b>Cell</b>"))
+        side.addWidget(self.hover_label, 2)
+        side_w = QWidget()
+        side_w.setLayout(side)
+        side_w.setFixedWidth(240)
+        self._set_shade_visible(False)
+
+        self.note_label = QLabel()
+        self.note_label.setStyleSheet(_ERROR_STYLE)
+        self.note_label.setVisible(False)
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        middle = QHBoxLayout()
+        middle.addWidget(self.plot, 1)
+        middle.addWidget(side_w)
+        col = QVBoxLayout(self)
+        col.addLayout(grid)
+        col.addWidget(self.note_label)
+        col.addLayout(middle, 1)
+        col.addWidget(self.status_label)
+
+    @staticmethod
+    def _axis_combo() -> QComboBox:
+        combo = QComboBox()
+        combo.setEditable(True)
+        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        combo.setMinimumContentsLength(8)
+        combo.setMaximumWidth(220)
+        combo.setToolTip("a param, a start component z0[i] or a tensor element such as x[0]")
+        return combo
+
+    @staticmethod
+    def _range_box() -> QDoubleSpinBox:
+        box = QDoubleSpinBox()
+        box.setRange(-1e6, 1e6)
+        box.setDecimals(4)
+        box.setSingleStep(0.1)
+        box.setKeyboardTracking(False)
+        return box
+
+    # spec and context ------------------------------------------------------------------------
+    def set_spec(self, spec: Spec) -> None:
+        """Offer ``spec``'s targets on the axes; keep the chosen axes when they still exist."""
+        old = self._spec
+        self._spec = spec
+        self._context_spec = spec
+        targets = axis_targets(spec)
+        if old is not None and targets == axis_targets(old) and old.name == spec.name:
+            return
+        x_default, y_default = default_axes(spec)
+        keep_x = old is not None and self.x_combo.currentText() in targets
+        keep_y = old is not None and self.y_combo.currentText() in [*targets, NO_AXIS]
+        x = self.x_combo.currentText() if keep_x else x_default
+        y = self.y_combo.currentText() if keep_y else y_default
+        for combo, items in ((self.x_combo, targets), (self.y_combo, [NO_AXIS, *targets])):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(items)
+            combo.blockSignals(False)
+        self.set_axes(x, y, keep_ranges=keep_x and keep_y)
+
+    def set_axes(
+        self,
+        x: str,
+        y: str | None = None,
+        *,
+        x_range: tuple[float, float] | None = None,
+        y_range: tuple[float, float] | None = None,
+        keep_ranges: bool = False,
+    ) -> None:
+        """Choose the axes' targets (``y`` None or "(none)": 1-D) and optionally their ranges
+        (default: :func:`default_range`)."""
+        self.x_combo.setCurrentText(x)
+        self.y_combo.setCurrentText(y or NO_AXIS)
+        if not keep_ranges:
+            self._on_target(x, self.x_lo, self.x_hi)
+            self._on_target(y or NO_AXIS, self.y_lo, self.y_hi)
+        for rng, lo, hi in ((x_range, self.x_lo, self.x_hi), (y_range, self.y_lo, self.y_hi)):
+            if rng is not None:
+                lo.setValue(rng[0])
+                hi.setValue(rng[1])
+
+    def set_context(
+        self,
+        spec: Spec,
+        values: Mapping[str, float],
+        seeds: Mapping[str, int],
+        settings: Any,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The window's state: the base ``spec``, slider ``values``, ``seeds`` of drawn tensors,
+        other ``overrides`` (``z0[1]``, ``x[0]``) and the solver panel's
+        :class:`~implicit_viz.core.live.SolverSettings`. Raises :class:`SpecError` for a value
+        the spec does not accept."""
+        self.set_spec(spec)
+        assignments: dict[str, Any] = dict(overrides or {})
+        assignments.update(values)
+        assignments.update({f"{name}.seed": int(s) for name, s in seeds.items()})
+        self._context_spec = spec.with_overrides(assignments) if assignments else spec
+        self._settings = settings
+
+    def _on_target(self, target: str, lo: QDoubleSpinBox, hi: QDoubleSpinBox) -> None:
+        enabled = target != NO_AXIS
+        lo.setEnabled(enabled)
+        hi.setEnabled(enabled)
+        if not enabled or self._spec is None:
+            return
+        try:
+            a, b = default_range(target.replace(" ", ""), self._spec)
+        except SpecError:
+            return
+        lo.setValue(a)
+        hi.setValue(b)
+
+    # requests --------------------------------------------------------------------------------
+    def build_request(self) -> SweepRequest:
+        """The sweep the controls describe; raises :class:`SweepError` / :class:`SpecError`
+        (with the message to show) when it is impossible."""
+        from implicit_viz.core.sweep import validate
+
+        spec = self._context_spec
+        if spec is None:
+            raise SweepError("no spec yet: load a spec before running a sweep")
+        n = self.resolution.value()
+        x = Axis(
+            self.x_combo.currentText().replace(" ", ""), self.x_lo.value(), self.x_hi.value(), n
+        )
+        y_text = self.y_combo.currentText().replace(" ", "")
+        y = None
+        if y_text and y_text != NO_AXIS:
+            y = Axis(y_text, self.y_lo.value(), self.y_hi.value(), n)
+        settings = self._settings
+        if settings is None:
+            solver, solver_opts, device, dtype = "fixed_point", {}, "cpu", "float32"
+            options = sweep_options(spec, dtype)
+        else:
+            solver = settings.solvers[0] if settings.solvers else "fixed_point"
+            solver_opts = dict(settings.solver_options().get(solver, {}))
+            device, dtype = settings.device, settings.dtype
+            tol = float(settings.tol)
+            if dtype == "float32":  # float32 cannot resolve residuals below this
+                tol = max(tol, FLOAT32_MIN_TOL)
+            options = sweep_options(spec, dtype, tol=tol, max_iter=int(settings.max_iter))
+        request = SweepRequest(
+            spec=spec,
+            x=x,
+            y=y,
+            solver=solver,
+            solver_options=solver_opts,
+            options=options,
+            device=device,
+            dtype=dtype,
+            orbit=ORBIT_ITERATES if y is None else 0,
+        )
+        validate(request)
+        return request
+
+    def run(self, request: SweepRequest | None = None) -> int | None:
+        """Start a sweep (``request`` or :meth:`build_request`); returns its id, or None (with
+        the message shown) when the request is impossible."""
+        try:
+            req = request if request is not None else self.build_request()
+            if request is not None:
+                from implicit_viz.core.sweep import validate
+
+                validate(req)
+        except (SweepError, SpecError) as exc:
+            msg = exc.one_line() if isinstance(exc, SpecError) else str(exc)
+            self._show_error(f"cannot run the sweep: {msg}")
+            return None
+        self._sweep_id = self.worker.start(req)
+        self.redraws = 0
+        self._prepare_plot(req)
+        self.note_label.setVisible(False)
+        self.status_label.setStyleSheet("")
+        self.status_label.setText(f"sweeping {req.cells:,} cells…")
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("preview %p%")
+        self.cancel_button.setEnabled(True)
+        return self._sweep_id
+
+    def cancel(self) -> None:
+        """Stop the running sweep; the picture keeps the cells solved so far."""
+        self.worker.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self.cancel_button.isEnabled()
+
+    def result(self) -> SweepResult | None:
+        """The last finished (or cancelled) sweep's result."""
+        return self._result
+
+    def shown_result(self) -> SweepResult | None:
+        """The result the picture shows (a partial one while a sweep runs)."""
+        return self._shown
+
+    def plot_widget(self) -> pg.PlotWidget:
+        return self.plot
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (call when the window closes)."""
+        self.worker.shutdown()
+
+    # worker signals --------------------------------------------------------------------------
+    def _on_progress(self, sweep_id: int, fraction: float, stage: int) -> None:
+        if sweep_id != self._sweep_id:
+            return
+        self.progress_bar.setFormat(("preview" if stage == 0 else "refining") + " %p%")
+        self.progress_bar.setValue(round(1000 * fraction))
+
+    def _on_rendered(self, sweep_id: int, result: SweepResult, rgb: np.ndarray) -> None:
+        if sweep_id != self._sweep_id:
+            return
+        self._show(result, rgb)
+        self.redraws += 1
+
+    def _on_finished(self, sweep_id: int, result: SweepResult) -> None:
+        if sweep_id != self._sweep_id:
+            return
+        self._result = result
+        self.cancel_button.setEnabled(False)
+        self.progress_bar.setFormat("cancelled %p%" if result.cancelled else "done")
+        self.progress_bar.setValue(round(1000 * float(result.done.mean())))
+        self.status_label.setStyleSheet("")
+        self.status_label.setText(status_text(result))
+        if result.cancelled:
+            self.note_label.setText(cancel_note(result) + " (grey cells were not solved)")
+            self.note_label.setVisible(True)
+        self.sweepFinished.emit(result)
+
+    def _on_failed(self, sweep_id: int, message: str) -> None:
+        if sweep_id != self._sweep_id:
+            return
+        self.cancel_button.setEnabled(False)
+        self.progress_bar.setFormat("failed")
+        self._show_error(f"sweep failed: {message}")
+
+    def _show_error(self, message: str) -> None:
+        self.last_error = message
+        self.status_label.setStyleSheet(_ERROR_STYLE)
+        self.status_label.setText(message)
+        self.errorShown.emit(message)
+
+    # drawing ---------------------------------------------------------------------------------
+    def _prepare_plot(self, req: SweepRequest) -> None:
+        """Axes, labels and range of a new sweep (the view is zoomed to the grid once)."""
+        pi = self.plot.getPlotItem()
+        pi.setLabel("bottom", axis_label(req.x.target, req.spec), color=FOREGROUND)
+        x0, w = _cell_rect(req.x)
+        one_d = req.y is None
+        if one_d:
+            pi.setLabel("left", "z[0] (last iterates)", color=FOREGROUND)
+            self.image_item.clear()
+            self.scatter.setData([], [])
+            pi.enableAutoRange(y=True)
+            pi.setXRange(x0, x0 + w, padding=0.0)
+        else:
+            pi.setLabel("left", axis_label(req.y.target, req.spec), color=FOREGROUND)
+            y0, h = _cell_rect(req.y)
+            self.image_item.clear()
+            pi.setRange(xRange=(x0, x0 + w), yRange=(y0, y0 + h), padding=0.0)
+        self.scatter.setVisible(one_d)
+        title = f"{req.spec.name}: {req.solver}, {req.dtype}, tol {req.options.tol:g}"
+        set_title(self.plot, title)
+        self._apply_marker(req)
+
+    def _show(self, result: SweepResult, rgb: np.ndarray) -> None:
+        """Draw a (partial or final) result with its precomputed colours ``rgb``."""
+        req = result.request
+        self._shown = result
+        x0, w = _cell_rect(req.x)
+        if req.y is None:
+            self._show_orbit(result, rgb, x0, w)
+        else:
+            y0, h = _cell_rect(req.y)
+            self.image_item.setImage(rgb, autoLevels=False)
+            self.image_item.setRect(x0, y0, w, h)
+        title = f"{req.spec.name}: {req.solver}, {req.dtype}, tol {req.options.tol:g}"
+        if result.cancelled:
+            title += f"  ({cancel_note(result)})"
+        set_title(self.plot, title)
+        self._update_legend(result)
+        settle(self.plot)
+
+    def _show_orbit(self, result: SweepResult, rgb: np.ndarray, x0: float, w: float) -> None:
+        """The orbit diagram (dots) with the cell colours as a strip under it."""
+        orbit = result.orbit[:, :, 0] if result.orbit is not None else np.zeros((len(rgb[0]), 0))
+        finite = np.isfinite(orbit)
+        xs = np.broadcast_to(result.x_values[:, None], orbit.shape)[finite]
+        ys = orbit[finite].astype(np.float64)
+        self.scatter.setData(x=xs, y=ys)
+        if ys.size:
+            lo, hi = float(ys.min()), float(ys.max())
+        else:
+            lo, hi = 0.0, 1.0
+        span = max(hi - lo, 1e-9)
+        self.image_item.setImage(rgb, autoLevels=False)
+        self.image_item.setRect(x0, lo - 0.1 * span, w, 0.06 * span)
+
+    def orbit_points(self) -> int:
+        """Dots in the orbit diagram."""
+        return len(self.scatter.data)
+
+    def _update_legend(self, result: SweepResult) -> None:
+        items = legend(result.status, result.basin, result.period, result.fixed_points)
+        if items != self._legend_items:
+            self._legend_items = items
+            self.legend_list.clear()
+            for label, color in items:
+                QListWidgetItem(_color_icon(color), label, self.legend_list)
+        has_conv = bool((result.status == int(Status.CONVERGED)).any())
+        self._set_shade_visible(has_conv)
+        if has_conv:
+            basin = 0 if result.basins_resolved and len(result.fixed_points) else -1
+            strip = shade_strip(result.request.options.max_iter, basin)
+            self.shade_bar.setPixmap(_rgb_pixmap(strip, 200, 12))
+
+    def _set_shade_visible(self, visible: bool) -> None:
+        self.shade_caption.setVisible(visible)
+        self.shade_bar.setVisible(visible)
+
+    def legend_labels(self) -> list[str]:
+        return [label for label, _ in self._legend_items]
+
+    # cells, hover, click, marker ------------------------------------------------------------
+    def cell_at(self, x: float, y: float) -> tuple[int, int] | None:
+        """``(ix, iy)`` of the shown result's cell at axis values ``(x, y)``, or None (for a
+        1-D sweep ``y`` is ignored and ``iy`` is 0)."""
+        res = self._shown
+        if res is None:
+            return None
+        req = res.request
+        ix = _cell_index(req.x, x)
+        if ix is None:
+            return None
+        if req.y is None:
+            return ix, 0
+        iy = _cell_index(req.y, y)
+        return None if iy is None else (ix, iy)
+
+    def describe_at(self, x: float, y: float) -> str:
+        """The hover text for axis values ``(x, y)`` ("" outside the grid)."""
+        cell = self.cell_at(x, y)
+        if cell is None or self._shown is None:
+            return ""
+        return cell_description(self._shown, *cell)
+
+    def _emit_click_at(self, x: float, y: float) -> dict[str, float] | None:
+        """Emit :attr:`cellClicked` for the cell at axis values ``(x, y)``; returns what was
+        sent (None outside the grid)."""
+        cell = self.cell_at(x, y)
+        if cell is None or self._shown is None:
+            return None
+        values = cell_assignments(self._shown, *cell)
+        self.cellClicked.emit(values)
+        return values
+
+    def _scene_to_axes(self, pos: QPointF) -> tuple[float, float] | None:
+        vb = self.plot.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(pos):
+            return None
+        p = vb.mapSceneToView(pos)
+        return p.x(), p.y()
+
+    def _on_mouse_moved(self, pos: QPointF) -> None:
+        xy = self._scene_to_axes(pos)
+        text = self.describe_at(*xy) if xy is not None else ""
+        if text:
+            self.hover_label.setText(text)
+
+    def _on_mouse_clicked(self, event: Any) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        xy = self._scene_to_axes(event.scenePos())
+        if xy is not None and self._emit_click_at(*xy) is not None:
+            event.accept()
+
+    def set_marker(self, assignments: Mapping[str, float]) -> None:
+        """Mark the current slider position: lines at the values of the axes' targets when
+        ``assignments`` holds them (the window calls this when sliders move)."""
+        self._marker = {str(k): float(v) for k, v in assignments.items()}
+        req = self._shown.request if self._shown is not None else None
+        self._apply_marker(req)
+
+    def _apply_marker(self, req: SweepRequest | None) -> None:
+        if req is not None:
+            x_target = req.x.target
+            y_target = req.y.target if req.y is not None else None
+        else:
+            x_target = self.x_combo.currentText().replace(" ", "")
+            y_target = self.y_combo.currentText().replace(" ", "")
+        for line, target in ((self.marker_x, x_target), (self.marker_y, y_target)):
+            value = self._marker.get(target) if target else None
+            line.setVisible(value is not None)
+            if value is not None:
+                line.setValue(value)
+
+    # exports ---------------------------------------------------------------------------------
+    def export_picture(self, path: str | Path) -> Path:
+        """Save the plot as PNG, SVG or PDF; raises :class:`ExportError`."""
+        from implicit_viz.gui.plot_export import export_plot
+
+        if self._shown is None:
+            raise ExportError(f"cannot export the picture to {path}: no sweep has run yet")
+        return export_plot(self.plot_widget(), path)
+
+    def export_data(self, path: str | Path) -> Path:
+        """Save the last result's arrays (.npz or .json); raises :class:`ExportError`."""
+        from implicit_viz.core.export import write_sweep
+
+        if self._result is None:
+            raise ExportError(f"cannot export sweep data to {path}: no sweep has finished yet")
+        return write_sweep(path, self._result)
