@@ -326,3 +326,19 @@ def test_a_registered_solver_is_listed_after_the_builtins_and_runs(monkeypatch, 
     assert float(res.z[0, 0]) == pytest.approx(DOTTIE, abs=1e-11)
     with pytest.raises(SolverError, match="already registered"):
         register_solver("damped")(HalfStep)
+
+
+@pytest.mark.parametrize("s", [0.8, 1.4])
+def test_anderson_longer_memory_does_not_slow_it_down(s):
+    """A longer memory must not cost steps (it did when the regularisation scaled with the
+    oldest, largest residual: m = 16 took twice the steps of m = 5 on this cell)."""
+    from implicit_viz.core.driver import solve
+    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.spec import load_spec
+
+    fmap = compile_spec(load_spec("deq_cell").with_overrides({"s": s}))
+    steps = {
+        m: int(solve(fmap, "anderson", solver_options={"m": m}, diagnostics=False).iterations[0])
+        for m in (5, 16)
+    }
+    assert steps[16] <= steps[5] + 1, steps

@@ -60,7 +60,7 @@ class Anderson(Solver):
             g = fx - x
             gram = g @ g.transpose(1, 2)  # (B, k, k)
             diag = torch.diagonal(gram, dim1=-2, dim2=-1)
-            reg = self.lam * diag.amax(dim=-1, keepdim=True) + torch.finfo(z.dtype).tiny
+            reg = self.lam * diag.amin(dim=-1, keepdim=True) + torch.finfo(z.dtype).tiny
             gram = gram + torch.diag_embed(reg.expand(-1, k))
             ones = gram.new_ones(gram.shape[0], k, 1)
             y, info = torch.linalg.solve_ex(gram, ones)
