@@ -214,10 +214,12 @@ class LiveSnapshot:
     cobweb: CobwebCurve | None
     wall_s: float
     results: tuple[SolveResult, ...] = field(default=(), repr=False, compare=False)
+    #: Solvers left out and why, e.g. ``("newton skipped: dim 5000 needs ...",)``.
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for the status bar: what ran, where, how long, and each outcome in words."""
-        parts = [f"{t.label}: {t.message}" for t in self.traces]
+        parts = [f"{t.label}: {t.message}" for t in self.traces] + list(self.notes)
         return (
             f"{self.spec_name} on {self.device} ({self.dtype}) in {self.wall_s * 1e3:.1f} ms — "
             + "; ".join(parts)
@@ -238,6 +240,8 @@ def outcome_message(status: Status, iterations: int, period: int, lyapunov: floa
     if status == Status.CONVERGED:
         return f"converged in {iterations} step{'s' if iterations != 1 else ''}"
     if status == Status.DIVERGED:
+        if iterations == 0:
+            return "diverged at the start: z0 or f(z0) is not finite, or beyond the bound"
         return f"diverged at step {iterations}"
     if status == Status.PERIODIC:
         return f"periodic with period {period}"
@@ -295,6 +299,7 @@ def run_live(
     values = {p.name: p.value for p in spec.params}
     values.update({k: float(v) for k, v in request.values.items()})
     spec.with_overrides(values)  # checks names and ranges with the spec's own messages
+    settings, notes = _fit_solvers(spec.dim, settings)
     _check_size(spec.dim, settings)
     fmap = (cache or MapCache()).get(spec, request.seeds, settings.device, settings.dtype)
     if values:
@@ -328,20 +333,35 @@ def run_live(
         cobweb=cobweb,
         wall_s=time.perf_counter() - t0,
         results=tuple(results),
+        notes=notes,
     )
+
+
+def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tuple[str, ...]]:
+    """Leave out Newton and Broyden above :data:`MAX_MATRIX_DIM` (a D x D matrix per step),
+    with a note saying why; raise when no solver is left."""
+    from dataclasses import replace
+
+    from implicit_viz.core.errors import SolverError
+
+    big = [n for n in settings.solvers if n in ("newton", "broyden")]
+    if not big or dim <= MAX_MATRIX_DIM:
+        return settings, ()
+    gib = dim * dim * 8 / 1024**3
+    why = (
+        f"{' and '.join(big)} skipped: at dim {dim} each step needs a {dim} x {dim} matrix "
+        f"({gib:.1f} GiB); live solves allow them up to dim {MAX_MATRIX_DIM}"
+    )
+    rest = tuple(n for n in settings.solvers if n not in big)
+    if not rest:
+        raise SolverError(f"{why}: tick fixed_point, damped or anderson")
+    return replace(settings, solvers=rest), (why,)
 
 
 def _check_size(dim: int, settings: SolverSettings) -> None:
     """Refuse live solves that would need absurd memory, naming the cause."""
     from implicit_viz.core.errors import SolverError
 
-    big = [n for n in settings.solvers if n in ("newton", "broyden")]
-    if big and dim > MAX_MATRIX_DIM:
-        gb = dim * dim * 8 / 1024**3
-        raise SolverError(
-            f"{' and '.join(big)} at dim {dim} need a {dim} x {dim} matrix ({gb:.1f} GiB) per "
-            f"step; live solves allow them up to dim {MAX_MATRIX_DIM}: untick them or use anderson"
-        )
     itemsize = 8 if settings.dtype == "float64" else 4
     need = (settings.max_iter + 1) * dim * itemsize * len(settings.solvers)
     if need > MAX_LIVE_TRACE_BYTES:

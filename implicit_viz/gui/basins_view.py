@@ -459,7 +459,8 @@ class BasinsView(QWidget):
 
     # spec and context ------------------------------------------------------------------------
     def set_spec(self, spec: Spec) -> None:
-        """Offer ``spec``'s targets on the axes; keep the chosen axes when they still exist."""
+        """Offer ``spec``'s targets on the axes. While the same spec is edited the chosen axes
+        stay when they still exist; another spec (a new name) starts from its own defaults."""
         old = self._spec
         self._spec = spec
         self._context_spec = spec
@@ -467,8 +468,9 @@ class BasinsView(QWidget):
         if old is not None and targets == axis_targets(old) and old.name == spec.name:
             return
         x_default, y_default = default_axes(spec)
-        keep_x = old is not None and self.x_combo.currentText() in targets
-        keep_y = old is not None and self.y_combo.currentText() in [*targets, NO_AXIS]
+        same = old is not None and old.name == spec.name
+        keep_x = same and self.x_combo.currentText() in targets
+        keep_y = same and self.y_combo.currentText() in [*targets, NO_AXIS]
         x = self.x_combo.currentText() if keep_x else x_default
         y = self.y_combo.currentText() if keep_y else y_default
         for combo, items in ((self.x_combo, targets), (self.y_combo, [NO_AXIS, *targets])):

@@ -168,7 +168,14 @@ class MainWindow(QMainWindow):
         self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.busy_label = QLabel()
+        self.override_label = QLabel()
+        self.override_label.setStyleSheet("color: #8a5a00;")
+        self.override_label.setToolTip(
+            "start/tensor values set by a click on the basins map; "
+            "Solve > Clear start/tensor overrides drops them"
+        )
         self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.override_label)
         self.statusBar().addPermanentWidget(self.busy_label)
 
     def _build_menus(self) -> None:
@@ -229,6 +236,7 @@ class MainWindow(QMainWindow):
             return
         self.presets.set_current(key)
         self._spec_path = None
+        self._overrides.clear()  # a click on the last spec's map says nothing about this one
         self.editor.set_text(text, undoable=True)
         self.editor.set_modified(False)
         self.editor.check_now()
@@ -249,6 +257,7 @@ class MainWindow(QMainWindow):
             self.report_error(f"cannot open {p}: {getattr(exc, 'strerror', None) or exc}")
             return False
         self._spec_path = str(p)
+        self._overrides.clear()
         self.editor.set_text(text, undoable=True)
         self.editor.set_modified(False)
         self.editor.check_now()
@@ -304,6 +313,7 @@ class MainWindow(QMainWindow):
             self.solvers.blockSignals(False)
 
     def _on_spec_rejected(self, message: str) -> None:
+        self.last_error = message
         self.show_message(
             f"Spec error — {message} (the plots show the last valid spec)", error=True
         )
@@ -349,6 +359,7 @@ class MainWindow(QMainWindow):
             settings=self.solvers.settings(),
             overrides=dict(self._overrides),
         )
+        self.override_label.setText(", ".join(f"{k} = {v:.4g}" for k, v in self._overrides.items()))
         rid = self.worker.submit(req)
         self._submitted_at[rid] = time.perf_counter()
         self._update_context()
@@ -373,7 +384,7 @@ class MainWindow(QMainWindow):
         """The gradient view needs height: under its tab the residual pane shrinks to its
         table; the other tabs share the height about 60/40."""
         total = sum(self._right.sizes()) or self.height()
-        share = 0.82 if self.views.currentWidget() is self.gradient else 0.58
+        share = 0.72 if self.views.currentWidget() is self.gradient else 0.58
         self._right.setSizes([int(total * share), total - int(total * share)])
 
     def _run_basins(self) -> None:

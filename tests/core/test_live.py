@@ -139,8 +139,14 @@ def test_absurd_sizes_are_refused_before_any_work():
     from implicit_viz.core.spec import parse_spec
 
     big = parse_spec('name = "big"\ndim = 5000\nf = "0.5 * z"\n')
-    with pytest.raises(SolverError, match="newton at dim 5000"):
+    with pytest.raises(SolverError, match="newton skipped: at dim 5000"):
         run_live(LiveRequest(spec=big, settings=SolverSettings(solvers=("newton",))))
+    # with other solvers ticked, those run and the note says why Newton did not
+    snap = run_live(
+        LiveRequest(spec=big, settings=SolverSettings(solvers=("fixed_point", "newton")))
+    )
+    assert [t.solver for t in snap.traces] == ["fixed_point"]
+    assert "newton skipped" in snap.summary()
     with pytest.raises(SolverError, match="lower max_iter"):
         run_live(
             LiveRequest(
