@@ -91,13 +91,14 @@ def new_plot_widget(x_label: str, y_label: str) -> pg.PlotWidget:
 
 
 def add_legend(pw: pg.PlotWidget, columns: int = 1) -> pg.LegendItem:
-    """A legend in the top-right corner with dark text on a translucent white box."""
+    """A legend in the top-right corner with dark text on a translucent white box (data
+    behind it stays visible; users can drag it away)."""
     import pyqtgraph as pg
 
     legend = pw.getPlotItem().addLegend(
         offset=(-10, 10),
         labelTextColor=FOREGROUND,
-        brush=pg.mkBrush(255, 255, 255, 210),
+        brush=pg.mkBrush(255, 255, 255, 150),
         pen=pg.mkPen("#BBBBBB"),
         colCount=columns,
     )
