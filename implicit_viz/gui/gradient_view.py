@@ -356,6 +356,7 @@ class GradientView(QWidget):
             "unroll (fixed_point, damped, newton, broyden)"
         )
         self.auto_check = QCheckBox("auto")
+        self.auto_check.setChecked(True)  # the app only feeds it slider moves while it is shown
         self.auto_check.setToolTip("re-run whenever a slider or a control here changes")
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(lambda _checked=False: self.run())

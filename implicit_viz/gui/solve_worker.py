@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 STALE_AFTER_S = 0.25
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for the status bar: the backend's own message, or the exception's type."""
+def describe_error(
+    exc: BaseException, memory_hint: str = "lower max_iter or the spec's dim"
+) -> str:
+    """One line for the window, shared by every worker: the backend's own message (SpecError,
+    SolverError, SweepError and other ValueErrors), or ``internal error: Type: message``."""
     from implicit_viz.core.errors import SolverError, SpecError
 
     if isinstance(exc, SpecError):
@@ -32,7 +35,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, (SolverError, ValueError)):
         return str(exc)
     if isinstance(exc, MemoryError):
-        return "out of memory: lower max_iter or the spec's dim"
+        return f"out of memory: {memory_hint}"
     return f"internal error: {type(exc).__name__}: {exc}"
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from implicit_viz.core.sweep import SweepRequest, SweepResult, iter_sweep
+from implicit_viz.gui.solve_worker import describe_error as _describe
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,8 @@ COPY_SHARE = 0.2
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for the view: the backend's own message, or ``internal error: ...``."""
-    from implicit_viz.core.errors import SolverError, SpecError, SweepError
-
-    if isinstance(exc, SpecError):
-        return exc.one_line()
-    if isinstance(exc, (SweepError, SolverError)):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory: lower the resolution or the spec's dim"
-    return f"internal error: {type(exc).__name__}: {exc}"
+    """One line for the view (see :func:`implicit_viz.gui.solve_worker.describe_error`)."""
+    return _describe(exc, "lower the resolution or the spec's dim")
 
 
 def copy_result(result: SweepResult) -> SweepResult:

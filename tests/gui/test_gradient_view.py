@@ -45,6 +45,7 @@ TIMEOUT = 60_000
 @pytest.fixture
 def view(qtbot):
     v = GradientView()
+    v.auto_check.setChecked(False)  # runs only when a test asks (auto has its own test)
     qtbot.addWidget(v)
     v.resize(1200, 800)
     v.show()

@@ -430,3 +430,19 @@ def test_basins_axes_follow_a_newly_loaded_spec(qtbot, window):
         x, y = default_axes(window.spec)
         assert window.basins.x_combo.currentText() == x
         assert window.basins.y_combo.currentText() == y
+
+
+def test_gradient_tab_follows_the_sliders_while_shown(qtbot, window):
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    with qtbot.waitSignal(window.gradient.reportShown, timeout=60_000):
+        window.views.setCurrentWidget(window.gradient)
+    with qtbot.waitSignal(window.gradient.reportShown, timeout=60_000):
+        window.params.slider("a").setValue(0.5)
+    qtbot.waitUntil(
+        lambda: (
+            window.gradient.report() is not None
+            and window.gradient.report().request.spec.param("a").value == pytest.approx(0.5)
+        ),
+        timeout=60_000,
+    )
