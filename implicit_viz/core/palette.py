@@ -28,7 +28,8 @@ BASIN_COLORS: list[RGB] = [
 ]
 #: Converged cells when basins are not resolved (the fixed point moves with the params).
 CONVERGED_COLOR: RGB = (31, 119, 180)
-#: Periodic cells by period 2, 3, 4, ... (cycled after the last).
+#: Periodic cells by period 2, 3, ..., 9; longer periods share :data:`LONG_PERIOD_COLOR`, so
+#: no two periods in a legend ever share a colour (hovering a cell tells its exact period).
 PERIOD_COLORS: list[RGB] = [
     (255, 215, 0),
     (255, 140, 0),
@@ -39,6 +40,9 @@ PERIOD_COLORS: list[RGB] = [
     (240, 128, 128),
     (255, 160, 122),
 ]
+#: Periods from ``2 + len(PERIOD_COLORS)`` (10) on.
+LONG_PERIOD_COLOR: RGB = (178, 34, 34)
+LONG_PERIOD = 2 + len(PERIOD_COLORS)
 STATUS_COLORS: dict[Status, RGB] = {
     Status.NOT_RUN: (128, 128, 128),
     Status.DIVERGED: (25, 25, 25),
@@ -48,7 +52,10 @@ STATUS_COLORS: dict[Status, RGB] = {
 
 
 def period_color(k: int) -> RGB:
-    return PERIOD_COLORS[(max(k, 2) - 2) % len(PERIOD_COLORS)]
+    """The colour of period ``k``: one of its own for 2..9, one shared colour from 10 on."""
+    if k >= LONG_PERIOD:
+        return LONG_PERIOD_COLOR
+    return PERIOD_COLORS[max(k, 2) - 2]
 
 
 def basin_color(i: int) -> RGB:
@@ -103,8 +110,13 @@ def legend(
             more = ", ..." if fixed_points.shape[1] > 3 else ""
             items.append((f"basin {int(i)}: z* = ({pt}{more})", basin_color(int(i))))
     pmask = status == int(Status.PERIODIC)
-    for k in np.unique(period[pmask])[:8]:
+    ks = np.unique(period[pmask])
+    for k in ks[ks < LONG_PERIOD]:
         items.append((f"periodic, k = {int(k)}", period_color(int(k))))
+    long = [int(k) for k in ks[ks >= LONG_PERIOD]]
+    if long:
+        shown = ", ".join(map(str, long[:4])) + (", ..." if len(long) > 4 else "")
+        items.append((f"periodic, k >= {LONG_PERIOD} ({shown})", LONG_PERIOD_COLOR))
     for st in (Status.CHAOTIC, Status.MAX_ITER, Status.DIVERGED, Status.NOT_RUN):
         if (status == int(st)).any():
             items.append((st.label.replace("_", " "), STATUS_COLORS[st]))
