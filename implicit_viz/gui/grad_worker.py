@@ -16,6 +16,7 @@ import time
 from PySide6.QtCore import QObject, Signal
 
 from implicit_viz.core.gradients import GradRequest, gradient_lab
+from implicit_viz.gui.latest_slot import LatestSlot
 from implicit_viz.gui.solve_worker import describe_error
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,8 @@ class GradWorker(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cond = threading.Condition()
-        self._pending: tuple[int, GradRequest] | None = None
-        self._next_id = 0
-        self._stopping = False
+        self._slot: LatestSlot[GradRequest] = LatestSlot()
+        self._lock = threading.Lock()
         self._durations: dict[int, float] = {}
         self._thread = threading.Thread(target=self._loop, name="implicit-viz-grad", daemon=True)
         self._thread.start()
@@ -56,29 +55,22 @@ class GradWorker(QObject):
     # GUI side ---------------------------------------------------------------------------------
     def submit(self, request: GradRequest) -> int:
         """Queue ``request``, replacing any waiting one; returns its id (increasing)."""
-        with self._cond:
-            self._next_id += 1
-            self._pending = (self._next_id, request)
-            self._cond.notify()
-            return self._next_id
+        return self._slot.put(lambda _rid: request)
 
     @property
     def last_id(self) -> int:
         """The id of the newest submitted request (0 before the first)."""
-        return self._next_id
+        return self._slot.last_id
 
     def duration(self, request_id: int) -> float | None:
         """Wall seconds the run of ``request_id`` took, once it has finished (None before, or
         for a request replaced while it waited)."""
-        with self._cond:
+        with self._lock:
             return self._durations.get(request_id)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Drop any waiting request and stop the thread (after the run in progress)."""
-        with self._cond:
-            self._stopping = True
-            self._pending = None
-            self._cond.notify()
+        self._slot.stop()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -95,14 +87,8 @@ class GradWorker(QObject):
 
         # The lab runs chains of small ops on one sample: extra threads only add latency.
         torch.set_num_threads(1)
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                (rid, request), self._pending = self._pending, None
-            self._run(rid, request)
+        while (taken := self._slot.take()) is not None:
+            self._run(*taken)
 
     def _run(self, rid: int, request: GradRequest) -> None:
         self._emit("busyChanged", True)
@@ -123,7 +109,7 @@ class GradWorker(QObject):
             self._emit("busyChanged", False)
 
     def _record(self, rid: int, seconds: float) -> None:
-        with self._cond:
+        with self._lock:
             self._durations[rid] = seconds
             for old in sorted(self._durations)[:-_KEEP_DURATIONS]:
                 del self._durations[old]

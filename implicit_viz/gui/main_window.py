@@ -450,7 +450,7 @@ class MainWindow(QMainWindow):
         if dialog:
             box = QMessageBox(QMessageBox.Icon.Warning, "implicit-viz", message, parent=self)
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.open()  # not exec(): never block the event loop
+            box.open()  # window-modal without a nested event loop: nothing blocks
         self.errorShown.emit(message)
 
     # exports ---------------------------------------------------------------------------------

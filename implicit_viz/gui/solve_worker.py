@@ -16,6 +16,7 @@ from dataclasses import replace
 from PySide6.QtCore import QObject, Signal
 
 from implicit_viz.core.live import LiveRequest, MapCache, run_live
+from implicit_viz.gui.latest_slot import LatestSlot
 
 log = logging.getLogger(__name__)
 
@@ -58,54 +59,41 @@ class SolveWorker(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cond = threading.Condition()
-        self._pending: LiveRequest | None = None
-        self._next_id = 0
+        self._slot: LatestSlot[LiveRequest] = LatestSlot()
         self._started = 0.0
-        self._stopping = False
         self._cache = MapCache()
         self._thread = threading.Thread(target=self._loop, name="implicit-viz-solve", daemon=True)
         self._thread.start()
 
     def submit(self, request: LiveRequest) -> int:
         """Queue ``request`` (replacing any waiting one); returns its id (increasing)."""
-        with self._cond:
-            self._next_id += 1
-            self._pending = replace(request, request_id=self._next_id)
-            self._cond.notify()
-            return self._next_id
+        return self._slot.put(lambda rid: replace(request, request_id=rid))
 
     @property
     def last_id(self) -> int:
-        return self._next_id
+        return self._slot.last_id
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the thread (a running solve is cancelled at its next check point)."""
-        with self._cond:
-            self._stopping = True
-            self._pending = None
-            self._cond.notify()
+        self._slot.stop()
         self._thread.join(timeout)
 
     # thread side -----------------------------------------------------------------------------
     def _cancelled(self) -> bool:
-        if self._stopping:
+        if self._slot.stopping:
             return True
-        return self._pending is not None and time.perf_counter() - self._started > STALE_AFTER_S
+        return self._slot.waiting and time.perf_counter() - self._started > STALE_AFTER_S
+
+    def _mark_start(self, _rid: int) -> None:
+        self._started = time.perf_counter()
 
     def _loop(self) -> None:
         import torch
 
         # A live solve is a chain of microsecond ops: one thread avoids wake-up stalls.
         torch.set_num_threads(1)
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                req, self._pending = self._pending, None
-                self._started = time.perf_counter()
+        while (taken := self._slot.take(self._mark_start)) is not None:
+            req = taken[1]
             self.busyChanged.emit(True)
             try:
                 snap = run_live(req, cache=self._cache, cancel=self._cancelled)

@@ -28,6 +28,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from implicit_viz.core.sweep import SweepRequest, SweepResult, iter_sweep
+from implicit_viz.gui.latest_slot import LatestSlot
 from implicit_viz.gui.solve_worker import describe_error as _describe
 
 log = logging.getLogger(__name__)
@@ -99,67 +100,56 @@ class SweepWorker(QObject):
         super().__init__(parent)
         self._render = render
         self._torch_threads = torch_threads
-        self._cond = threading.Condition()
-        self._pending: tuple[int, SweepRequest] | None = None
-        self._next_id = 0
+        self._slot: LatestSlot[SweepRequest] = LatestSlot()
         self._running_id = 0
         self._cancel_up_to = 0
-        self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="implicit-viz-sweep", daemon=True)
         self._thread.start()
 
     # GUI side --------------------------------------------------------------------------------
     def start(self, request: SweepRequest) -> int:
         """Queue ``request``, cancelling the running sweep and any waiting one; returns its id."""
-        with self._cond:
-            self._next_id += 1
-            self._cancel_up_to = self._next_id - 1
-            self._pending = (self._next_id, request)
-            self._cond.notify()
-            return self._next_id
+        return self._slot.put(lambda _rid: request, on_put=self._cancel_before)
 
     def cancel(self) -> None:
         """Stop the running sweep (it still sends ``finished`` with what it solved) and drop a
         waiting one."""
-        with self._cond:
-            self._cancel_up_to = self._next_id
-            self._pending = None
+        self._slot.clear(on_clear=self._cancel_through)
 
     @property
     def last_id(self) -> int:
-        return self._next_id
+        return self._slot.last_id
 
     @property
     def busy(self) -> bool:
         """A sweep is running or waiting."""
-        with self._cond:
-            return self._running_id != 0 or self._pending is not None
+        return self._slot.locked(lambda: self._running_id != 0 or self._slot.waiting)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the thread (a running sweep is cancelled at its next check point)."""
-        with self._cond:
-            self._stopping = True
-            self._pending = None
-            self._cond.notify()
+        self._slot.stop()
         self._thread.join(timeout)
 
     # thread side -----------------------------------------------------------------------------
+    def _cancel_before(self, new_id: int) -> None:
+        self._cancel_up_to = new_id - 1
+
+    def _cancel_through(self, last_id: int) -> None:
+        self._cancel_up_to = last_id
+
+    def _set_running(self, sweep_id: int) -> None:
+        self._running_id = sweep_id
+
     def _cancelled(self, sweep_id: int) -> bool:
-        return self._stopping or sweep_id <= self._cancel_up_to
+        return self._slot.stopping or sweep_id <= self._cancel_up_to
 
     def _loop(self) -> None:
         if self._torch_threads is not None:
             import torch
 
             torch.set_num_threads(self._torch_threads)
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                (sweep_id, request), self._pending = self._pending, None
-                self._running_id = sweep_id
+        while (taken := self._slot.take(self._set_running)) is not None:
+            sweep_id, request = taken
             self.busyChanged.emit(True)
             try:
                 self._run(sweep_id, request)
@@ -171,8 +161,7 @@ class SweepWorker(QObject):
                 except Exception:  # pragma: no cover - the receiver is gone (shutdown)
                     pass
             finally:
-                with self._cond:
-                    self._running_id = 0
+                self._running_id = 0
                 self.busyChanged.emit(False)
 
     def _run(self, sweep_id: int, request: SweepRequest) -> None:
