@@ -416,7 +416,9 @@ def _implementations() -> dict[str, Callable[..., Any]]:
         dims = sample_dims(p)
         return p.sum(dim=dims) if dims else p
 
-    return {
+    from implicit_viz.core.cpu_ufuncs import NUMPY_FASTER, cpu_fast
+
+    table: dict[str, Callable[..., Any]] = {
         "tanh": torch.tanh,
         "sigmoid": torch.sigmoid,
         "relu": torch.relu,
@@ -458,6 +460,9 @@ def _implementations() -> dict[str, Callable[..., Any]]:
         "transpose": transpose,
         "concat": concat,
     }
+    for name, ufunc in NUMPY_FASTER.items():
+        table[name] = cpu_fast(table[name], ufunc)
+    return table
 
 
 def _matmul(a: Any, b: Any) -> Any:
