@@ -609,7 +609,7 @@ class _BasinIndex:
             return ids
         finite = np.isfinite(z).all(axis=1)
         keys = np.floor(z[finite] / self.tol).astype(np.int64)
-        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        first, inverse = _unique_rows(keys)
         if len(first) > 4 * self.limit:
             self.overflow = True
             return ids
@@ -640,6 +640,25 @@ class _BasinIndex:
         ok = dist[np.arange(len(z)), best] <= self.tol * scale
         base = len(self.points) - 1 if only_last else 0
         return np.where(ok, best + base, -1)
+
+
+def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, axis=0, return_index=True, return_inverse=True)[1:]`` for int64 rows
+    ``(n, D)``: the index of the first occurrence of each distinct row (rows in lexicographic
+    order) and each row's position among them. Rows whose value ranges fit in 62 bits are
+    packed into one integer each first (mixed radix, last column fastest, which keeps the
+    lexicographic order): a 1-D unique is about 10x faster than ``axis=0``."""
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo = keys.min(axis=0)
+    span = keys.max(axis=0) - lo + 1
+    if np.all(span > 0) and float(np.prod(span.astype(np.float64))) < 2.0**62:
+        radix = np.cumprod(np.concatenate([[1], span[::-1][:-1]]))[::-1]
+        packed = (keys - lo) @ radix.astype(np.int64)
+        _, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+    else:  # spans too wide (or an overflow in them): the slower row-wise unique
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def _relabel(result: SweepResult, basins: _BasinIndex, raw: np.ndarray) -> None:

@@ -1134,3 +1134,25 @@ def test_axis_parse_and_values():
     for bad in ("a=0:3", "a:0:3:4", "a=x:3:4", "a=0:3:4.5", "=0:1:3", "a=0:1:2:3"):
         with pytest.raises(SweepError):
             Axis.parse(bad)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        np.random.default_rng(0).integers(-5, 5, (5000, 2)),
+        np.random.default_rng(1).integers(-(10**6), 10**6, (3000, 3)),  # too wide to pack
+        np.random.default_rng(2).integers(0, 3, (400, 16)),
+        np.array([[2**62, -(2**62)], [0, 0], [2**62, -(2**62)]], np.int64),  # span overflows
+        np.zeros((0, 2), np.int64),
+        np.array([[7, -3]], np.int64),
+    ],
+    ids=["dense-2d", "wide-3d", "16d", "overflow", "empty", "one"],
+)
+def test_unique_rows_equals_numpys_row_unique(keys):
+    first, inverse = sweep_mod._unique_rows(keys)
+    if not len(keys):
+        assert first.size == 0 and inverse.size == 0
+        return
+    _, want_first, want_inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    np.testing.assert_array_equal(first, want_first)
+    np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
