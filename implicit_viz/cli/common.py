@@ -37,6 +37,26 @@ def describe_error(exc: BaseException) -> tuple[str | None, int]:
     return None, 0
 
 
+def spec_file_place(exc: BaseException, spec_arg: str | None) -> str | None:
+    """``"FILE:LINE:COL"`` of a :class:`SpecError` in the spec file the user named (as a
+    compiler would print it, the same line and column the app's editor marks), or None: not
+    a spec error, a preset name rather than a file, or a place that cannot be told."""
+    if not isinstance(exc, SpecError) or not spec_arg:
+        return None
+    from pathlib import Path
+
+    from implicit_viz.core.error_place import locate_error
+
+    path = Path(spec_arg)
+    if not path.is_file():
+        return None
+    try:
+        place = locate_error(path.read_text(encoding="utf-8"), exc)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None if place is None else f"{spec_arg}:{place.line}:{place.column}"
+
+
 def add_spec_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC", help="a spec file (.toml) or a preset name")
     p.add_argument(

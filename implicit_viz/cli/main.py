@@ -89,12 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         return _fail(str(exc), exc.exit_code, want_json)
     except Exception as exc:  # the backend's own errors, mapped to one clear line
-        from implicit_viz.cli.common import describe_error
+        from implicit_viz.cli.common import describe_error, spec_file_place
 
         message, code = describe_error(exc)
         if message is None:
             raise
-        return _fail(message, code, want_json)
+        return _fail(message, code, want_json, spec_file_place(exc, getattr(args, "spec", None)))
 
 
 def _logging(verbose: int) -> None:
@@ -105,13 +105,17 @@ def _logging(verbose: int) -> None:
     )
 
 
-def _fail(message: str, code: int, want_json: bool) -> int:
+def _fail(message: str, code: int, want_json: bool, place: str | None = None) -> int:
+    """Print the error (``FILE:LINE:COL: `` first when it lies in the user's spec file)."""
     first, *rest = message.splitlines() or [""]
-    print(f"implicit-viz: error: {first}", file=sys.stderr)
+    print(f"implicit-viz: error: {place + ': ' if place else ''}{first}", file=sys.stderr)
     for line in rest:
         print(line, file=sys.stderr)
     if want_json:
-        print(json.dumps({"error": first, "exit_code": code}))
+        doc: dict[str, object] = {"error": first, "exit_code": code}
+        if place:
+            doc["where"] = place
+        print(json.dumps(doc))
     return code
 
 

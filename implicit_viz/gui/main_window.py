@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self.resize(1500, 940)
         self._spec: Spec | None = None
         self._spec_path: str | None = None
+        self._preset_key: str | None = None  # the preset the text came from, if any
         self._spec_solver: dict[str, Any] | None = None
         #: Targets set from outside the sliders (a click on a basins map): ``{"z0[1]": 0.5}``.
         self._overrides: dict[str, float] = {}
@@ -235,6 +236,7 @@ class MainWindow(QMainWindow):
             self.report_error(f"cannot load preset '{key}': {exc}")
             return
         self.presets.set_current(key)
+        self._preset_key = key
         self._spec_path = None
         self._overrides.clear()  # a click on the last spec's map says nothing about this one
         self.editor.set_text(text, undoable=True)
@@ -257,6 +259,7 @@ class MainWindow(QMainWindow):
             self.report_error(f"cannot open {p}: {getattr(exc, 'strerror', None) or exc}")
             return False
         self._spec_path = str(p)
+        self._preset_key = None
         self._overrides.clear()
         self.editor.set_text(text, undoable=True)
         self.editor.set_modified(False)
@@ -563,6 +566,7 @@ class MainWindow(QMainWindow):
 
     def apply_session(self, s: Session) -> None:
         self._spec_path = s.spec_path
+        self._preset_key = None
         self._overrides = dict(s.overrides)
         self.editor.set_text(s.spec_text, undoable=True)
         self.editor.set_modified(False)
@@ -679,6 +683,20 @@ class MainWindow(QMainWindow):
         )
         star = "*" if self.editor.is_modified() else ""
         self.setWindowTitle(f"{name}{star} — implicit-viz" if name else "implicit-viz")
+        self._sync_picker()
+
+    def _sync_picker(self) -> None:
+        """The preset picker names a preset only while the editor holds that preset's text as
+        loaded; otherwise it shows where the text came from (a file, an edited preset)."""
+        key = self._preset_key
+        if self._spec_path:
+            self.presets.show_other(Path(self._spec_path).name)
+        elif key is not None and not self.editor.is_modified():
+            self.presets.set_current(key)
+        elif key is not None:
+            self.presets.show_other(f"{self.presets.itemText(self.presets.findData(key))} (edited)")
+        else:
+            self.presets.show_other("custom spec")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

@@ -11,7 +11,8 @@ from implicit_viz.core.presets import list_presets, preset_path
 class PresetPicker(QComboBox):
     """Lists the presets by name, with their descriptions as tooltips.
 
-    ``presetChosen(key)`` is emitted when the user picks a preset, not by :meth:`set_current`.
+    ``presetChosen(key)`` is emitted when the user picks a preset, not by :meth:`set_current`
+    or :meth:`show_other`. Picking the preset already shown loads it again.
     """
 
     presetChosen = Signal(str)
@@ -50,6 +51,14 @@ class PresetPicker(QComboBox):
         if index < 0:
             raise KeyError(f"no preset '{key}'")
         self.setCurrentIndex(index)
+
+    def show_other(self, label: str) -> None:
+        """Show ``label`` (greyed, as the placeholder) instead of a preset name: the editor holds
+        a text that is no preset's (an edited preset, a spec file). Emits nothing."""
+        with QSignalBlocker(self):
+            self.setPlaceholderText(label)
+            self.setCurrentIndex(-1)
+        self.setToolTip(label)
 
     @staticmethod
     def preset_text(key: str) -> str:

@@ -26,9 +26,9 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTextEdit, QVBoxLayout, QWidget
 
+from implicit_viz.core.error_place import ErrorPlace, locate_error
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.spec import Spec, parse_spec
-from implicit_viz.gui.error_place import ErrorPlace, locate_error
 from implicit_viz.gui.highlighter import SpecHighlighter
 
 MAX_SPEC_CHARS = 200_000

@@ -185,3 +185,22 @@ def test_module_entry_point_prints_only_json_on_stdout():
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # the whole stdout is one JSON document
     assert doc["results"][0]["z"][0] == pytest.approx(math.sqrt(2), abs=1e-10)
+
+
+def test_spec_file_errors_name_the_file_line_and_column_the_editor_marks(tmp_path, capsys):
+    """The CLI prefixes FILE:LINE:COL in the whole file (as the app's editor marks it), while
+    the message keeps the position inside the expression."""
+    spec = tmp_path / "bad.toml"
+    spec.write_text('name = "bad"\ndim = 1\nf = """\nr * z\n  + qq"""\n\n[params]\nr = 1.0\n')
+    code = main(["solve", str(spec)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"implicit-viz: error: {spec}:5:5: f: unknown name 'qq'")
+    lines = spec.read_text().splitlines()
+    assert lines[5 - 1][5 - 1 :].startswith("qq")
+    code = main(["solve", str(spec), "--json"])
+    out = capsys.readouterr().out
+    assert json.loads(out)["where"] == f"{spec}:5:5"
+    # a preset name is not a file the user wrote: no prefix
+    assert main(["solve", "tanh_layer", "--set", "q=1"]) == 2
+    assert "tanh_layer.toml" not in capsys.readouterr().err

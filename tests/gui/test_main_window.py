@@ -446,3 +446,25 @@ def test_gradient_tab_follows_the_sliders_while_shown(qtbot, window):
         ),
         timeout=60_000,
     )
+
+
+def test_preset_picker_names_a_preset_only_while_the_text_is_that_presets(qtbot, window, tmp_path):
+    load(qtbot, window, "tanh_layer")
+    picker = window.presets
+    assert picker.current_key() == "tanh_layer"
+    type_into_editor(qtbot, window, "a * (W @ z)", "a * (W @ z) * 0.5")
+    assert picker.current_key() is None
+    assert picker.currentText() == "" and "(edited)" in picker.placeholderText()
+    assert picker.itemText(picker.findData("tanh_layer")) in picker.placeholderText()
+    # undo to the preset's own text: the name comes back
+    while window.editor.is_modified():
+        window.editor.text_edit.undo()
+    assert picker.current_key() == "tanh_layer"
+    # a spec file shows its file name; picking a preset again loads it
+    p = tmp_path / "mine.toml"
+    p.write_text(load_spec("logistic").source)
+    assert window.open_spec(p)
+    assert picker.current_key() is None and picker.placeholderText() == "mine.toml"
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        picker.activated.emit(picker.findData("tanh_layer"))
+    assert picker.current_key() == "tanh_layer" and window.spec.name.startswith("tanh")

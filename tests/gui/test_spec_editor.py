@@ -6,7 +6,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextCursor
 
-from implicit_viz.core.errors import SpecError
 from implicit_viz.core.presets import list_presets, preset_names, preset_path
 from implicit_viz.core.spec import Spec, load_spec
 from implicit_viz.gui import spec_editor as spec_editor_module
@@ -15,7 +14,6 @@ from implicit_viz.gui.spec_editor import (
     CHECK_DELAY_MS,
     MAX_SPEC_CHARS,
     SpecEditor,
-    locate_error,
 )
 
 SETTLE_MS = CHECK_DELAY_MS + 400
@@ -310,27 +308,6 @@ def test_tab_inserts_spaces(qtbot, editor):
     assert editor.text() == "a\nb\nc"
     editor.text_edit.undo()
     assert editor.text() == "    a\n    b\n    c"
-
-
-# --------------------------------------------------------------------------------------------
-# locating errors (no widget)
-# --------------------------------------------------------------------------------------------
-
-
-def test_locate_maps_through_escapes_and_literal_strings():
-    from implicit_viz.gui.spec_editor import check_spec_text
-
-    for f_line in (
-        'f = "\\u0074anh(a * (W @ z) + \\tqq)"',
-        "f = '  tanh(a * (W @ z) + qq)'",
-        'f = "h"\ndefine = { h = "tanh(a * (W @ z) + qq)" }',
-    ):
-        text = TANH.replace('f = "tanh(a * (W @ z) + x)"', f_line)
-        with pytest.raises(SpecError) as info:
-            check_spec_text(text)
-        place = locate_error(text, info.value)
-        assert place is not None
-        assert (place.line, place.column) == line_col(text, text.index("qq)"))
 
 
 # --------------------------------------------------------------------------------------------
