@@ -184,7 +184,7 @@ def _run(
     out_iters = torch.zeros(b, dtype=torch.int64, device=dev)
     out_period = torch.zeros(b, dtype=torch.int64, device=dev)
     lyapunov = torch.full((b,), nan, dtype=dt, device=dev)
-    cycle = torch.full((b, opts.max_period, d), nan, dtype=dt, device=dev)
+    cycle = torch.full((b, opts.max_period if opts.cycles else 1, d), nan, dtype=dt, device=dev)
 
     f = fmap.as_batch_last()
     if dev.type == "cuda":
@@ -273,7 +273,8 @@ def _run(
                 candidate = torch.where(found, per, 0)
                 sel = confirmed.nonzero().squeeze(1)
                 if sel.numel():
-                    _store_cycles(cycle, rows, confirmed, per, ring, k, h)
+                    if opts.cycles:
+                        _store_cycles(cycle, rows, confirmed, per, ring, k, h)
                     finish(sel, int(Status.PERIODIC), per[sel])
                     n_live -= int(sel.numel())
             else:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from implicit_viz.core.batchops import take_cols
 from implicit_viz.core.device import resolve_device, resolve_dtype
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.expr import CONSTANTS, CompiledExpression, compile_expression, constant_key
@@ -154,7 +155,7 @@ class FixedPointMap:
         if self.batch is None:
             return self
         new = {
-            k: (v[..., index] if v.shape[-1] == self.batch and self.batch != 1 else v)
+            k: (take_cols(v, index) if v.shape[-1] == self.batch and self.batch != 1 else v)
             for k, v in self.values.items()
         }
         return replace(self, values=new, batch=int(index.shape[0]))

@@ -39,6 +39,9 @@ class SolveOptions:
     history : bool
         Record the residual at every step (``residuals``); sweeps turn it off, and then
         ``residuals`` holds only the final residual, ``(B, 1)``.
+    cycles : bool
+        Record the points of each detected cycle (``cycle``); sweeps, which keep only the
+        period, turn it off, and then ``cycle`` is all NaN, ``(B, 1, D)``.
     diagnostics : bool
         At each converged ``z*``: spectral radius and 2-norm of ``df/dz``, predicted rate.
     compact_every : int
@@ -59,6 +62,7 @@ class SolveOptions:
     period_every: int = 8
     trace: bool = False
     history: bool = True
+    cycles: bool = True
     diagnostics: bool = True
     compact_every: int = 8
     lyapunov_steps: int = 100
@@ -107,7 +111,8 @@ class SolveResult:
     period : Tensor (B,) int64
         Cycle length for periodic elements, 0 elsewhere.
     cycle : Tensor (B, P, D)
-        The cycle's points for periodic elements, NaN-padded (P = longest period found, >= 1).
+        The cycle's points for periodic elements, NaN-padded (P = longest period found, >= 1);
+        all NaN, ``(B, 1, D)``, when ``options.cycles`` is off.
     f_evals, jac_evals : Tensor (B,) int64
         Map and Jacobian evaluations per element.
     time_s : float

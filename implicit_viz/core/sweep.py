@@ -44,10 +44,12 @@ MAX_BASINS_MAP_AXES = 16
 MAX_Z_BYTES = 128 * 1024**2
 SWEEP_FORMAT = "implicit_viz.sweep/1"
 
-#: Solve options a sweep uses unless told otherwise: no per-step history, no Jacobian
-#: diagnostics, sparse cycle tests (windowed ring), compaction every 16 steps.
+#: Solve options a sweep uses unless told otherwise: no per-step history, no cycle points
+#: (the period is kept), no Jacobian diagnostics, sparse cycle tests (windowed ring),
+#: compaction every 16 steps.
 SWEEP_OPTIONS = SolveOptions(
     history=False,
+    cycles=False,
     diagnostics=False,
     period_every=48,
     compact_every=16,

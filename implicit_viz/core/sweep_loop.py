@@ -83,10 +83,13 @@ class _Outputs:
         iters: torch.Tensor | int,
     ) -> None:
         """Rows ``g (n,)`` stopped at ``z (D, n)`` with squared residual ``sq (n,)``."""
-        self.z[:, g] = z
-        self.residual[g] = sq.sqrt()
-        self.status[g] = code
-        self.iters[g] = iters
+        self.z.index_copy_(1, g, z)
+        self.residual.index_copy_(0, g, sq.sqrt())
+        for dst, val in ((self.status, code), (self.iters, iters)):
+            if isinstance(val, int):
+                dst.index_fill_(0, g, val)
+            else:
+                dst.index_copy_(0, g, val.to(dst.dtype))
 
     def cycle_tensor(self) -> torch.Tensor:
         """``(B, P, D)`` NaN-padded points of the periodic rows, P = longest period (>= 1)."""
@@ -275,7 +278,8 @@ def _cycle_test(w: _Work, out: _Outputs, opts: SolveOptions, k: int) -> int:
     if n:
         g = w.global_rows(sel)
         p_sel = per[sel]
-        out.cycles.append((g, _cycle_points(take_cols(w.ring, sel), p_sel, k)))
+        if opts.cycles:
+            out.cycles.append((g, _cycle_points(take_cols(w.ring, sel), p_sel, k)))
         out.write(g, w.z[:, sel], w.sq_ring[k % w.h][sel], _PER, k)
         out.period[g] = p_sel
         w.thr.index_fill_(0, sel, -1.0)

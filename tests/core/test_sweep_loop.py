@@ -66,6 +66,7 @@ def logistic_grid():
 
 OPTION_SETS = [
     {},  # the sweep's defaults: windowed cycle tests every 48 steps, compaction every 16
+    {"cycles": True},  # and the cycles' points recorded
     {"lyapunov_steps": 0},
     {"period_every": 8, "compact_every": 8},  # tests every 8 steps: the ring is never windowed
     {"max_iter": 37, "compact_every": 4},  # the last test at max_iter, compaction in windows
@@ -244,3 +245,22 @@ def test_take_cols_equals_indexing(shape):
     idx = torch.tensor([49, 0, 7, 7, 20])
     got = take_cols(t, idx)
     assert got.is_contiguous() and torch.equal(got, t[..., idx])
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["general", "lean"])
+def test_cycle_points_off_keeps_every_outcome_and_leaves_cycle_empty(logistic_grid, lean):
+    spec, fm, z0 = logistic_grid
+    slv = driver.resolve_solver("fixed_point")
+    on = replace(sweep_options(spec, dtype="float32"), cycles=True)
+    off = replace(on, cycles=False)
+    with torch.no_grad():
+        run = sweep_loop.run_lean if lean else (lambda *a: general(*a))
+        a, b = run(fm, slv, z0, on), run(fm, slv, z0, off)
+    for name in ("status", "iterations", "period", "z", "residual", "lyapunov"):
+        assert torch.equal(getattr(a, name).nan_to_num(7.0), getattr(b, name).nan_to_num(7.0))
+    periodic = a.period > 0
+    assert periodic.any() and a.cycle.shape[1] == int(a.period.max())
+    # with cycles on, every periodic row has its points
+    pts = a.cycle[periodic, 0]
+    assert torch.isfinite(pts).all()
+    assert b.cycle.shape == (len(z0), 1, 1) and torch.isnan(b.cycle).all()
