@@ -326,7 +326,10 @@ class BasinsView(QWidget):
         self.last_error = ""
         #: Partial pictures drawn for the current sweep.
         self.redraws = 0
-        self.worker = worker or SweepWorker(self, render=sweep_picture)
+        # One intra-op thread: a second OpenMP team beside the main thread's slowed a 512^2
+        # sweep from the tab from 0.44 s to 0.62 s (bench_basins_stall.py), and every sweep in
+        # the main thread after it from 0.36 s to 0.61 s.
+        self.worker = worker or SweepWorker(self, render=sweep_picture, torch_threads=1)
         self._build()
         self.worker.rendered.connect(self._on_rendered)
         self.worker.progress.connect(self._on_progress)
