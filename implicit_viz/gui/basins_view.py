@@ -91,6 +91,22 @@ def axis_targets(spec: Spec) -> list[str]:
     return out
 
 
+def tensor_element_values(spec: Spec, seeds: Mapping[str, int] | None = None) -> dict[str, float]:
+    """The value of every element of a small tensor (those :func:`axis_targets` offers), keyed
+    as there (``"W[0,1]"``); drawn tensors use ``seeds`` (name -> seed) where given."""
+    from implicit_viz.core.problem import materialize_tensor
+
+    if seeds:
+        spec = spec.with_overrides({f"{name}.seed": int(seed) for name, seed in seeds.items()})
+    out: dict[str, float] = {}
+    for t in spec.tensors:
+        if t.size <= MAX_TENSOR_ENTRIES:
+            arr = materialize_tensor(t).numpy()
+            for idx in np.ndindex(*t.shape):
+                out[f"{t.name}[{','.join(map(str, idx))}]"] = float(arr[idx])
+    return out
+
+
 def default_axes(spec: Spec) -> tuple[str, str]:
     """A first choice of axes: the start plane for a map without tensors (basins), else the
     first param against an element of the smallest tensor, else the first param alone."""

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from implicit_viz.core.live import LiveRequest, LiveSnapshot, SolverSettings
 from implicit_viz.core.spec import Spec
-from implicit_viz.gui.basins_view import BasinsView
+from implicit_viz.gui.basins_view import BasinsView, tensor_element_values
 from implicit_viz.gui.gradient_view import GradientView
 from implicit_viz.gui.param_panel import ParamPanel
 from implicit_viz.gui.phase_view import PhaseView
@@ -379,7 +379,11 @@ class MainWindow(QMainWindow):
         except (ValueError, OSError) as exc:  # SpecError is a ValueError
             self.show_message(f"Basins: {exc}", error=True)
         start = {f"z0[{i}]": v for i, v in enumerate(self._spec.start)}
-        self.basins.set_marker({**start, **values, **self._overrides})
+        try:
+            elements = tensor_element_values(self._spec, seeds)
+        except (ValueError, OSError):  # a seed the spec refuses: no marker on tensor axes
+            elements = {}
+        self.basins.set_marker({**start, **elements, **values, **self._overrides})
         if self.views.currentWidget() is self.gradient:  # re-runs itself only when visible
             self.gradient.set_context(self._spec, values, seeds, settings)
 

@@ -29,6 +29,7 @@ from implicit_viz.gui.basins_view import (
     axis_targets,
     default_axes,
     default_range,
+    tensor_element_values,
     unique_cell_colors,
 )
 from implicit_viz.gui.sweep_worker import SweepWorker
@@ -440,3 +441,27 @@ def test_worker_newest_request_wins(worker, qtbot):
     fr = [f for sid, f, _ in progress if sid == second]
     assert fr and fr[-1] == pytest.approx(1.0) and all(0 <= f <= 1 for f in fr)
     assert not math.isnan(fr[0])
+
+
+def test_tensor_element_values_are_the_specs_and_follow_seeds():
+    tanh = load_spec("tanh_layer")
+    vals = tensor_element_values(tanh)
+    # the preset's literal tensors, element by element, keyed as the axis targets
+    assert vals == {
+        "W[0,0]": 0.6,
+        "W[0,1]": -1.1,
+        "W[1,0]": 0.9,
+        "W[1,1]": 0.4,
+        "x[0]": 0.5,
+        "x[1]": -0.2,
+    }
+    assert set(vals) <= set(axis_targets(tanh))
+    deq = load_spec("deq_cell")
+    drawn = [t for t in deq.tensors if t.data is None and t.size <= 64]
+    assert drawn  # x and b are drawn at random
+    t = drawn[0]
+    key = f"{t.name}[{','.join('0' * len(t.shape))}]"
+    a = tensor_element_values(deq)[key]
+    b = tensor_element_values(deq, {t.name: t.seed + 1})[key]
+    assert a != b  # another draw
+    assert tensor_element_values(deq, {t.name: t.seed})[key] == a

@@ -468,3 +468,14 @@ def test_preset_picker_names_a_preset_only_while_the_text_is_that_presets(qtbot,
     with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
         picker.activated.emit(picker.findData("tanh_layer"))
     assert picker.current_key() == "tanh_layer" and window.spec.name.startswith("tanh")
+
+
+def test_basins_marker_shows_tensor_element_axes_at_the_specs_value(qtbot, window):
+    """x[0] is not a slider: the marker takes its value from the spec (0.5 in tanh_layer)."""
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    window.basins.set_axes("a", "x[0]", x_range=(0.0, 3.0), y_range=(-2.0, 2.0))
+    window._update_context()
+    assert window.basins.marker_y.isVisible()
+    assert window.basins.marker_y.value() == pytest.approx(0.5)
+    assert window.basins.marker_x.value() == pytest.approx(window.params.values()["a"])
