@@ -169,8 +169,10 @@ def parse_expression(text: str, names: Iterable[str], *, field: str | None = "f"
 
 def _parse(text: str, field: str | None) -> ast.Expression:
     with warnings.catch_warnings():
-        # e.g. "invalid decimal literal" for '1if': the SyntaxError or SpecError says enough
+        # e.g. "invalid decimal literal" for '1if', or an invalid escape in a string literal
+        # (a DeprecationWarning before Python 3.12): the SyntaxError or SpecError says enough
         warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         return _parse_quiet(text, field)
 
 

@@ -7,6 +7,7 @@ exits (0 on success), so README pictures and CI checks need no display.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -83,6 +84,12 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("implicit-viz")
     app.setOrganizationName("implicit-viz")
+    # Python's cycle collector only from a timer on the GUI thread: a collection started at an
+    # arbitrary allocation (in a worker thread, or inside a Qt call holding a signal lock) can
+    # free a Qt object at a moment Qt cannot take it, and hang or crash the app.
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    collector = GarbageCollector(interval=0.5)
 
     from implicit_viz.core.device import available_devices
     from implicit_viz.gui.main_window import MainWindow
@@ -131,8 +138,12 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         window.open_session(args.session)
     else:
         window.start(args.spec)
-    app.exec()
-    window.shutdown()
+    try:
+        app.exec()
+        window.shutdown()
+    finally:
+        collector.timer.stop()
+        gc.enable()  # the collector turned automatic collection off
     return status["code"]
 
 

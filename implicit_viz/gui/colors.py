@@ -7,6 +7,7 @@ deficiencies), tints for outcome words in tables, colours for the components of 
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,8 +92,9 @@ def new_plot_widget(x_label: str, y_label: str) -> pg.PlotWidget:
 
 
 def add_legend(pw: pg.PlotWidget, columns: int = 1) -> pg.LegendItem:
-    """A legend in the top-right corner with dark text on a translucent white box (data
-    behind it stays visible; users can drag it away)."""
+    """A legend with dark text on a translucent white box. After each new snapshot
+    (:func:`settle`) it moves to the corner where it hides the least data; once the user drags
+    it, it stays where it was put."""
     import pyqtgraph as pg
 
     legend = pw.getPlotItem().addLegend(
@@ -102,7 +104,84 @@ def add_legend(pw: pg.PlotWidget, columns: int = 1) -> pg.LegendItem:
         pen=pg.mkPen("#BBBBBB"),
         colCount=columns,
     )
+    legend.auto_place = True  # type: ignore[attr-defined]
+    legend.corner = "top-right"  # type: ignore[attr-defined]
+    # A weak reference: the handler must not make a reference cycle with the legend (Qt
+    # objects freed by Python's cycle collector at an arbitrary moment can deadlock Qt).
+    ref = weakref.ref(legend)
+    drag = type(legend).mouseDragEvent
+
+    def on_drag(ev) -> None:  # the user's choice wins from now on
+        item = ref()
+        if item is not None:
+            item.auto_place = False
+            drag(item, ev)
+
+    legend.mouseDragEvent = on_drag
     return legend
+
+
+#: Anchor (item corner, parent corner) and offset in pixels of each legend corner.
+_ANCHORS = {
+    "top-right": ((1, 0), (1, 0), (-10, 10)),
+    "top-left": ((0, 0), (0, 0), (10, 10)),
+    "bottom-right": ((1, 1), (1, 1), (-10, -10)),
+    "bottom-left": ((0, 1), (0, 1), (10, -10)),
+}
+
+
+def _plotted(pi) -> tuple[list, list]:
+    """The curves (polylines) and marker points of a plot in fractions of its visible range."""
+    import numpy as np
+    import pyqtgraph as pg
+
+    (x0, x1), (y0, y1) = pi.getViewBox().viewRange()
+    sx, sy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    curves, points = [], []
+    for item in pi.listDataItems():
+        if not item.isVisible():
+            continue
+        x, y = item.getData()
+        if x is None or y is None or not len(x):
+            continue
+        fx = (np.asarray(x, float) - x0) / sx
+        fy = (np.asarray(y, float) - y0) / sy
+        if isinstance(item, pg.ScatterPlotItem) or (
+            isinstance(item, pg.PlotDataItem) and item.opts.get("pen") is None
+        ):
+            points.append((fx, fy))
+        else:
+            curves.append((fx, fy))
+    for item in pi.items:
+        if isinstance(item, pg.InfiniteLine) and item.isVisible():
+            v = item.value()
+            if item.angle % 180 == 0:  # horizontal
+                curves.append((np.array([0.0, 1.0]), np.full(2, (v - y0) / sy)))
+            elif item.angle % 180 == 90:
+                curves.append((np.full(2, (v - x0) / sx), np.array([0.0, 1.0])))
+    return curves, points
+
+
+def place_legend(pw: pg.PlotWidget) -> str | None:
+    """Move the plot's legend (one made by :func:`add_legend`) to the corner where it hides
+    the fewest plotted samples; returns that corner, or None when it was left alone."""
+    from implicit_viz.gui.legend_place import emptiest_corner
+
+    pi = pw.getPlotItem()
+    legend = pi.legend
+    if legend is None or not getattr(legend, "auto_place", False) or not legend.isVisible():
+        return None
+    vb = pi.getViewBox()
+    w, h = vb.width(), vb.height()
+    if w <= 0 or h <= 0:
+        return None
+    curves, points = _plotted(pi)
+    corner = emptiest_corner(curves, (legend.width() + 10) / w, (legend.height() + 10) / h, points)
+    if corner != legend.corner:
+        item_pos, parent_pos, offset = _ANCHORS[corner]
+        legend.anchor(itemPos=item_pos, parentPos=parent_pos, offset=offset)
+        legend.corner = corner
+    return corner
 
 
 def set_title(pw: pg.PlotWidget, text: str) -> None:
@@ -119,3 +198,4 @@ def settle(pw: pg.PlotWidget) -> None:
     scene = pw.scene()
     if scene is not None:
         scene.prepareForPaint()
+    place_legend(pw)

@@ -533,3 +533,12 @@ def test_nesting_below_the_limit_is_fine():
     for _ in range(40):
         ref = np.tanh(ref)
     np.testing.assert_allclose(evaluate(text, Z3), ref, rtol=1e-12)
+
+
+def test_an_invalid_escape_in_a_string_is_a_spec_error_not_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DeprecationWarning/SyntaxWarning would raise here
+        with pytest.raises(SpecError, match="string literal"):
+            compile_expression('z + "\\d"', {"z"})
