@@ -7,6 +7,7 @@ deficiencies), tints for outcome words in tables, colours for the components of 
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,7 @@ def add_legend(pw: pg.PlotWidget, columns: int = 1) -> pg.LegendItem:
     )
     legend.auto_place = True  # type: ignore[attr-defined]
     legend.corner = "top-right"  # type: ignore[attr-defined]
+    legend.base_columns = columns  # type: ignore[attr-defined]
     # A weak reference: the handler must not make a reference cycle with the legend (Qt
     # objects freed by Python's cycle collector at an arbitrary moment can deadlock Qt).
     ref = weakref.ref(legend)
@@ -118,6 +120,15 @@ def add_legend(pw: pg.PlotWidget, columns: int = 1) -> pg.LegendItem:
             drag(item, ev)
 
     legend.mouseDragEvent = on_drag
+    # ... and the plot's size changes (a pane squeezed by a tab): placed again then too
+    plot_ref = weakref.ref(pw)
+
+    def on_resize(*_args) -> None:
+        plot = plot_ref()
+        if plot is not None:
+            place_legend(plot)
+
+    pw.getPlotItem().getViewBox().sigResized.connect(on_resize)
     return legend
 
 
@@ -162,6 +173,24 @@ def _plotted(pi) -> tuple[list, list]:
     return curves, points
 
 
+#: A legend taller than this share of its plot lays its entries out in one row.
+_TALL_LEGEND = 0.5
+
+
+def _fit_rows(legend, view_height: float) -> None:
+    """The legend's own column count, or all entries in one row when that would make it
+    taller than :data:`_TALL_LEGEND` of the plot (a plot squeezed by its neighbours)."""
+    n = len(legend.items)
+    base = getattr(legend, "base_columns", 1)
+    if n <= base:
+        return
+    row_height = legend.height() / max(legend.rowCount, 1)
+    tall = row_height * math.ceil(n / base) > _TALL_LEGEND * view_height
+    want = n if tall else base
+    if want != legend.columnCount:
+        legend.setColumnCount(want)
+
+
 def place_legend(pw: pg.PlotWidget) -> str | None:
     """Move the plot's legend (one made by :func:`add_legend`) to the corner where it hides
     the fewest plotted samples; returns that corner, or None when it was left alone."""
@@ -175,6 +204,7 @@ def place_legend(pw: pg.PlotWidget) -> str | None:
     w, h = vb.width(), vb.height()
     if w <= 0 or h <= 0:
         return None
+    _fit_rows(legend, h)
     curves, points = _plotted(pi)
     corner = emptiest_corner(curves, (legend.width() + 10) / w, (legend.height() + 10) / h, points)
     if corner != legend.corner:

@@ -121,3 +121,18 @@ def test_views_still_draw_with_auto_placed_legends(qtbot, name):
     view = shown(qtbot, ResidualView())
     view.show_snapshot(snapshot(name))
     assert view.current_plot().getPlotItem().legend.corner in CORNERS
+
+
+def test_a_squeezed_plot_lays_its_legend_out_in_one_row_and_back(qtbot):
+    view = shown(qtbot, ResidualView())
+    view.show_snapshot(snapshot("tanh_layer"))  # three solvers
+    qtbot.wait(50)
+    legend = view.current_plot().getPlotItem().legend
+    assert legend.columnCount == 1 and legend.rowCount == 3
+    view.current_plot().setFixedHeight(130)  # a pane squeezed by its neighbours
+    qtbot.waitUntil(lambda: legend.columnCount == 3, timeout=5000)  # re-placed on resize
+    assert legend.rowCount == 1
+    view.current_plot().setMinimumHeight(0)
+    view.current_plot().setMaximumHeight(16777215)
+    view.current_plot().setFixedHeight(500)
+    qtbot.waitUntil(lambda: legend.columnCount == 1, timeout=5000)
