@@ -167,11 +167,8 @@ class _Work:
         slots = steps % self.h
         # ring[slot_i, :, sel_i] and sq_ring[slot_i, sel_i] as gathers on the flat storage
         # (advanced indexing of the (h, D, Bw) ring is several times slower)
-        d, bw = self.z.shape
-        base = slots * (d * bw) + sel  # (n,)
-        idx = torch.arange(0, d * bw, bw, device=sel.device)[:, None] + base  # (D, n)
-        z = self.ring.reshape(-1).index_select(0, idx.reshape(-1)).view(d, -1)
-        sq = self.sq_ring.reshape(-1).index_select(0, slots * bw + sel)
+        z = _drv._ring_points(self.ring, slots, sel).T  # (D, n)
+        sq = self.sq_ring.reshape(-1).index_select(0, slots * self.width + sel)
         code = torch.where(sq <= tol2, _CONV, _DIV)
         out.write(self.global_rows(sel), z, sq, code, steps)
         self.stop_at.index_fill_(0, sel, -1.0)
