@@ -18,7 +18,7 @@ The widget holds no numerics: the cell colours are computed on the worker thread
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 from implicit_viz.core.errors import SpecError, SweepError
 from implicit_viz.core.export import ExportError
 from implicit_viz.core.palette import cell_colors, legend
-from implicit_viz.core.spec import Spec, parse_target
+from implicit_viz.core.spec import Spec, TensorSpec, parse_target
 from implicit_viz.core.status import Status
 from implicit_viz.core.sweep import (
     FLOAT32_MIN_TOL,
@@ -81,13 +81,20 @@ _MARKER_PEN = {"color": "#000000", "width": 1.5, "style": Qt.PenStyle.DashLine}
 # --------------------------------------------------------------------------------------------
 
 
+def _small_tensor_elements(spec: Spec) -> Iterator[tuple[TensorSpec, tuple[int, ...], str]]:
+    """``(tensor, index, target)`` for every element of a tensor small enough to sweep, the
+    target written as an axis takes it (``"W[0,1]"``)."""
+    for t in spec.tensors:
+        if t.size <= MAX_TENSOR_ENTRIES:
+            for idx in np.ndindex(*t.shape):
+                yield t, idx, f"{t.name}[{','.join(map(str, idx))}]"
+
+
 def axis_targets(spec: Spec) -> list[str]:
     """Targets a sweep axis can take: params, ``z0[i]`` (up to 8), elements of small tensors."""
     out = [p.name for p in spec.params]
     out += [f"z0[{i}]" for i in range(min(spec.dim, MAX_Z0_AXES))]
-    for t in spec.tensors:
-        if t.size <= MAX_TENSOR_ENTRIES:
-            out += [f"{t.name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*t.shape)]
+    out += [target for _, _, target in _small_tensor_elements(spec)]
     return out
 
 
@@ -98,13 +105,10 @@ def tensor_element_values(spec: Spec, seeds: Mapping[str, int] | None = None) ->
 
     if seeds:
         spec = spec.with_overrides({f"{name}.seed": int(seed) for name, seed in seeds.items()})
-    out: dict[str, float] = {}
-    for t in spec.tensors:
-        if t.size <= MAX_TENSOR_ENTRIES:
-            arr = materialize_tensor(t).numpy()
-            for idx in np.ndindex(*t.shape):
-                out[f"{t.name}[{','.join(map(str, idx))}]"] = float(arr[idx])
-    return out
+    arrays = {
+        t.name: materialize_tensor(t).numpy() for t in spec.tensors if t.size <= MAX_TENSOR_ENTRIES
+    }
+    return {target: float(arrays[t.name][idx]) for t, idx, target in _small_tensor_elements(spec)}
 
 
 def default_axes(spec: Spec) -> tuple[str, str]:
