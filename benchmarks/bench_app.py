@@ -29,7 +29,7 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
-from common import environment, json_default
+from common import gui_environment, json_default
 
 TARGET_MS = 50.0
 SOLVERS = ("fixed_point", "anderson", "newton")
@@ -189,11 +189,7 @@ def main() -> int:
     dr = drag(app, window, args.drag)
     window.close()
 
-    import pyqtgraph
-    import PySide6
-
-    env = environment("cpu")
-    env.update(pyside6=PySide6.__version__, pyqtgraph=pyqtgraph.__version__)
+    env = gui_environment()
     print(
         f"# app latency: slider move -> solve -> redraw -> repaint; torch {env['torch']}, "
         f"PySide6 {env['pyside6']}, {env['cpu_count']} CPUs, load {env['loadavg_start']}"

@@ -28,7 +28,7 @@ from dataclasses import replace
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
-from common import environment, json_default
+from common import gui_environment, json_default
 
 import implicit_viz.gui  # noqa: F401  (the PySide6 refcount guard, before any Qt call)
 
@@ -139,11 +139,7 @@ def main() -> int:
     window.close()
     view.shutdown()
 
-    import pyqtgraph
-    import PySide6
-
-    env = environment("cpu")
-    env.update(pyside6=PySide6.__version__, pyqtgraph=pyqtgraph.__version__)
+    env = gui_environment()
     print(
         f"# basins view stalls: tanh_layer a=0:3 x x[0]=-2:2, {RESOLUTION} x {RESOLUTION}, "
         f"float32 fixed_point tol 1e-6 max_iter 200; torch {env['torch']}, PySide6 "

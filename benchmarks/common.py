@@ -153,3 +153,13 @@ def environment(device: str, scipy: Any = None, torchdeq: Any = None) -> dict[st
         env["gpu"] = torch.cuda.get_device_name()
     env.update(git_state())
     return env
+
+
+def gui_environment() -> dict[str, Any]:
+    """:func:`environment` on the CPU plus the Qt binding's and pyqtgraph's versions."""
+    import pyqtgraph
+    import PySide6
+
+    env = environment("cpu")
+    env.update(pyside6=PySide6.__version__, pyqtgraph=pyqtgraph.__version__)
+    return env
