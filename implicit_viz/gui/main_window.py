@@ -614,10 +614,17 @@ class MainWindow(QMainWindow):
         else:
             self._ask_save_spec_as()
 
-    def _ask_save_spec_as(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save spec", "spec.toml", _SPEC_FILTER)
+    def _ask_save(
+        self, title: str, default: str, filters: str, then, *, add_suffix: bool = False
+    ) -> None:
+        """A save dialog; ``then(path)`` with the chosen path (with the chosen filter's suffix
+        when ``add_suffix`` and the name has none), nothing when the dialog is cancelled."""
+        path, chosen = QFileDialog.getSaveFileName(self, title, default, filters)
         if path:
-            self.save_spec(path)
+            then(_with_suffix(path, chosen) if add_suffix else path)
+
+    def _ask_save_spec_as(self) -> None:
+        self._ask_save("Save spec", "spec.toml", _SPEC_FILTER, self.save_spec)
 
     def _ask_open_session(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", _SESSION_FILTER)
@@ -625,49 +632,44 @@ class MainWindow(QMainWindow):
             self.open_session(path)
 
     def _ask_save_session(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save session", f"session{SESSION_SUFFIX}", _SESSION_FILTER
+        self._ask_save(
+            "Save session", f"session{SESSION_SUFFIX}", _SESSION_FILTER, self.save_session
         )
-        if path:
-            self.save_session(path)
 
     def _ask_export_plot(self, which: str) -> None:
-        path, chosen = QFileDialog.getSaveFileName(
-            self, "Export plot", f"{which}.png", _PLOT_FILTER
+        self._ask_save(
+            "Export plot",
+            f"{which}.png",
+            _PLOT_FILTER,
+            lambda path: self.export_plot(which, path),
+            add_suffix=True,
         )
-        if path:
-            self.export_plot(which, _with_suffix(path, chosen))
 
     def _ask_export_traces(self) -> None:
-        path, chosen = QFileDialog.getSaveFileName(
-            self, "Export traces", "trace.csv", _TRACE_FILTER
+        self._ask_save(
+            "Export traces", "trace.csv", _TRACE_FILTER, self.export_traces, add_suffix=True
         )
-        if path:
-            self.export_traces(_with_suffix(path, chosen))
 
     def _ask_export_basins_data(self) -> None:
-        path, chosen = QFileDialog.getSaveFileName(
-            self,
+        self._ask_save(
             "Export basins data",
             "basins.npz",
             "NumPy archive (*.npz);;JSON document (*.json)",
+            self.export_basins_data,
+            add_suffix=True,
         )
-        if path:
-            self.export_basins_data(_with_suffix(path, chosen))
 
     def _ask_export_gradient_curves(self) -> None:
-        path, chosen = QFileDialog.getSaveFileName(
-            self, "Export gradient curves", "gradients.csv", _TRACE_FILTER
+        self._ask_save(
+            "Export gradient curves",
+            "gradients.csv",
+            _TRACE_FILTER,
+            self.export_gradient_curves,
+            add_suffix=True,
         )
-        if path:
-            self.export_gradient_curves(_with_suffix(path, chosen))
 
     def _ask_window_image(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save window image", "window.png", "PNG (*.png)"
-        )
-        if path:
-            self.save_window_image(path)
+        self._ask_save("Save window image", "window.png", "PNG (*.png)", self.save_window_image)
 
     def _about(self) -> None:
         from implicit_viz import __version__

@@ -479,3 +479,38 @@ def test_basins_marker_shows_tensor_element_axes_at_the_specs_value(qtbot, windo
     assert window.basins.marker_y.isVisible()
     assert window.basins.marker_y.value() == pytest.approx(0.5)
     assert window.basins.marker_x.value() == pytest.approx(window.params.values()["a"])
+
+
+@pytest.mark.parametrize(
+    ("ask", "method", "chosen", "expected"),
+    [
+        ("_ask_export_traces", "export_traces", "JSON (*.json)", "out.json"),
+        ("_ask_export_basins_data", "export_basins_data", "NumPy archive (*.npz)", "out.npz"),
+        ("_ask_export_gradient_curves", "export_gradient_curves", "CSV (*.csv)", "out.csv"),
+        ("_ask_save_spec_as", "save_spec", "TOML (*.toml)", "out"),  # typed as is
+        ("_ask_save_session", "save_session", "Session (*.ivsession)", "out"),
+        ("_ask_window_image", "save_window_image", "PNG (*.png)", "out"),
+    ],
+)
+def test_save_dialogs_hand_on_the_chosen_path(window, monkeypatch, ask, method, chosen, expected):
+    """A name typed without a suffix gets the chosen filter's suffix for exports only."""
+    from PySide6.QtWidgets import QFileDialog
+
+    got: list[str] = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("out", chosen))
+    monkeypatch.setattr(window, method, lambda path: got.append(path))
+    getattr(window, ask)()
+    assert got == [expected]
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))  # cancelled
+    getattr(window, ask)()
+    assert got == [expected]
+
+
+def test_plot_export_dialog_names_the_plot(window, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    got: list[tuple[str, str]] = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("fig", "SVG (*.svg)"))
+    monkeypatch.setattr(window, "export_plot", lambda which, path: got.append((which, path)))
+    window._ask_export_plot("residuals")
+    assert got == [("residuals", "fig.svg")]
