@@ -11,7 +11,6 @@ so they stop costing work.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from implicit_viz.core.batchops import col_absmax, col_norm, col_sqnorm, take_cols
+from implicit_viz.core.cycles import detect_period
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.problem import FixedPointMap
@@ -29,9 +29,6 @@ from implicit_viz.core.solvers import Solver, get_solver
 from implicit_viz.core.status import Status
 
 log = logging.getLogger(__name__)
-
-#: A cycle's mismatch after one period must be below this fraction of its points' spread.
-_CYCLE_REL = 1e-3
 
 ProgressFn = Callable[[int, int], None]
 """``progress(step, live_elements)``, called at the driver's check points."""
@@ -265,7 +262,7 @@ def _run(
                 finish(sel, code)
                 n_live -= int(sel.numel())
         if check_point and n_live:
-            found, per = _detect_period(ring, k, h, opts, ~live, ring_count)
+            found, per = detect_period(ring, k, h, opts, ~live, ring_count)
             if found is not None:
                 # A cycle counts once two successive tests agree on its period: a chaotic
                 # orbit passing close to an unstable cycle matches once and then moves on.
@@ -350,185 +347,6 @@ def _run(
         result = add_diagnostics(result, fmap, slv)
     log.debug("%s: %d elements, %d steps, %.3f ms", slv.name, b, steps_run, elapsed * 1e3)
     return result
-
-
-def _detect_period(
-    ring: torch.Tensor, k: int, h: int, opts: SolveOptions, done: torch.Tensor, count: int
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Test live rows for a cycle of period 2..max_period among the last iterates.
-
-    ``ring[(k - t) % h]`` holds the iterate ``t`` steps back. A row has period ``p`` when both
-    ``z_T ~ z_{T-p}`` and ``z_{T-1} ~ z_{T-1-p}`` hold to within ``min(thr, 1e-3 spread)``, with
-    ``thr = period_tol (1 + ||z_T||_inf)`` and ``spread = ||z_T - z_{T-1}||_inf > 10 thr``; the
-    smallest such ``p`` is reported. Returns ``(found (Bw,) bool, period (Bw,) int64)``, or Nones
-    when there is too little history (``count`` consecutive iterates recorded up to step k).
-    ``period`` is 0 where not ``found``.
-
-    Cheap first: the smallest lag at which the first component alone is within the bound (a
-    necessary condition) is found on ``(Bw,)`` vectors; only rows with such a lag, not done and
-    with enough spread are tested in full (:func:`_period_of_rows`).
-    """
-    p_max = min(opts.max_period, min(count, h) - 2)
-    if p_max < 2:
-        return None, None
-    ps = range(2, p_max + 1)
-    z_t = ring[k % h]
-    spread = _ring_distance(ring[(k - 1) % h].unsqueeze(0), z_t)[0]
-    thr = opts.period_tol * (1 + col_absmax(z_t))
-    tight = torch.minimum(thr, _CYCLE_REL * spread)
-    p0 = _first_close_lag(ring, k, h, ps, tight)
-    able = (p0 > 0) & (spread > 10 * thr) & ~done
-    rows = able.nonzero().squeeze(1)
-    per = torch.zeros(z_t.shape[1], dtype=torch.int64, device=ring.device)
-    if rows.numel():
-        per[rows] = _period_of_rows(ring, rows, k, h, ps, tight[rows], p0[rows])
-    return per > 0, per
-
-
-#: Up to this many rows the cycle prefilter tests every lag at once (cheaper than one lag at
-#: a time when the per-operation overhead, not the data, sets the cost).
-_LAGS_AT_ONCE_MAX_WIDTH = 2048
-
-
-def _first_close_lag(
-    ring: torch.Tensor, k: int, h: int, ps: range, tight: torch.Tensor
-) -> torch.Tensor:
-    """Smallest lag ``p`` in ``ps`` with ``|ring[k-p, 0] - ring[k, 0]| <= tight``, 0 where none:
-    ``(h, D, B)`` -> ``(B,)`` int64. Elementwise float ops on ``(B,)`` vectors, one lag at a
-    time: ``best`` holds ``top - p`` of the smallest close lag so far."""
-    top = float(ps[-1] + 1)
-    z0 = ring[k % h, 0]
-    if z0.shape[0] <= _LAGS_AT_ONCE_MAX_WIDTH:
-        # Narrow batches (a live solve is one row): all lags in a handful of operations on a
-        # (P, Bw) block instead of three per lag; the same comparisons, the same result.
-        lags = torch.arange(ps[0], ps[-1] + 1, device=ring.device)
-        block = ring[:, 0].index_select(0, (k - lags) % h)  # (P, Bw), row i is lag ps[i]
-        close = (block - z0).abs_() <= tight
-        best = (close * (top - lags.to(ring.dtype))[:, None]).amax(dim=0)
-        return torch.where(best > 0, top - best, 0.0).to(torch.int64)
-    buf = torch.empty_like(z0)
-    close = torch.empty_like(z0)
-    best = torch.zeros_like(z0)
-    for p in ps:
-        torch.sub(ring[(k - p) % h, 0], z0, out=buf).abs_()
-        torch.le(buf, tight, out=close)
-        torch.maximum(best, close.mul_(top - p), out=best)
-    return torch.where(best > 0, top - best, 0.0).to(torch.int64)
-
-
-def _period_of_rows(
-    ring: torch.Tensor,
-    rows: torch.Tensor,
-    k: int,
-    h: int,
-    ps: range,
-    tight: torch.Tensor,
-    p0: torch.Tensor,
-) -> torch.Tensor:
-    """The full cycle test on ``rows (n,)`` of ``ring (h, D, B)``, given each row's bound
-    ``tight (n,)`` and first candidate lag ``p0 (n,)`` (no smaller lag can match): the period
-    of each row, 0 where none. Rows whose ``p0`` fails are tested at every lag."""
-    dev = ring.device
-    slot = torch.tensor([(k - lag) % h for lag in range(h)], device=dev)  # lag -> ring slot
-    z_t = _ring_points(ring, torch.full_like(rows, k % h), rows)  # (n, D)
-    z_t1 = _ring_points(ring, torch.full_like(rows, (k - 1) % h), rows)
-    d1 = _row_distance(_ring_points(ring, slot.index_select(0, p0), rows), z_t)
-    d2 = _row_distance(_ring_points(ring, slot.index_select(0, p0 + 1), rows), z_t1)
-    ok = (d1 <= tight) & (d2 <= tight)
-    per = torch.where(ok, p0, 0)
-    # Divisors: an orbit closing in on a q-cycle with multiplier near -1 matches 2q before q;
-    # the smallest divisor q of p within 100 x the tolerance is the period.
-    table = _divisor_table(int(ps[-1]), dev)  # (p_max + 1, Q)
-    sel = per.new_empty(0)
-    if table.shape[1]:  # some period up to p_max has a divisor
-        sel = (table[:, 0].index_select(0, per) > 0).nonzero().squeeze(1)  # rows with one
-    if sel.numel():
-        lags = table.index_select(0, per.index_select(0, sel))  # (m, Q), 0-padded
-        pts = _ring_points(
-            ring, slot.index_select(0, lags.reshape(-1)), rows[sel].repeat_interleave(lags.shape[1])
-        )
-        dq = _row_distance(pts, z_t.index_select(0, sel).repeat_interleave(lags.shape[1], dim=0))
-        bound = (100 * tight.index_select(0, sel))[:, None]
-        near = ((dq.view(lags.shape) <= bound) & (lags > 0)).to(torch.int8)  # (m, Q)
-        first = near.argmax(dim=1, keepdim=True)  # first divisor that fits
-        q = torch.where(near.gather(1, first)[:, 0] > 0, lags.gather(1, first)[:, 0], 0)
-        per[sel] = torch.where(q > 0, q, per.index_select(0, sel))
-    again = (~ok).nonzero().squeeze(1)
-    if again.numel():
-        sub = take_cols(ring, rows.index_select(0, again))
-        per[again] = _period_all_lags(sub, k, h, ps, tight.index_select(0, again))
-    return per
-
-
-def _ring_points(ring: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``ring[slots[i], :, rows[i]]`` for each ``i``: ``(h, D, B), (n,), (n,) -> (n, D)``.
-    One ``index_select`` on the flat ring (advanced indexing is several times slower)."""
-    _, d, b = ring.shape
-    base = slots * (d * b) + rows  # (n,)
-    idx = base[:, None] + torch.arange(0, d * b, b, device=ring.device)  # (n, D)
-    return ring.reshape(-1).index_select(0, idx.reshape(-1)).view(-1, d)
-
-
-@functools.lru_cache(maxsize=32)
-def _divisor_table_cpu(p_max: int) -> torch.Tensor:
-    """Row ``p``: the divisors ``2 <= q <= p / 2`` of ``p``, ascending, 0-padded:
-    ``(p_max + 1, Q)`` int64."""
-    divs = [[q for q in range(2, p // 2 + 1) if p % q == 0] for p in range(p_max + 1)]
-    width = max(len(d) for d in divs)
-    return torch.tensor([d + [0] * (width - len(d)) for d in divs], dtype=torch.int64).reshape(
-        p_max + 1, width
-    )
-
-
-def _divisor_table(p_max: int, device: torch.device) -> torch.Tensor:
-    return _divisor_table_cpu(p_max).to(device)
-
-
-def _row_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``max_d |a[n, d] - b[n, d]|``: ``(n, D), (n, D) -> (n,)``."""
-    return (a - b).abs_().amax(dim=1)
-
-
-def _period_all_lags(
-    ring: torch.Tensor, k: int, h: int, ps: range, tight: torch.Tensor
-) -> torch.Tensor:
-    """The full cycle test at every lag on all rows of ``ring (h, D, n)`` with bounds
-    ``tight (n,)``: the period of each row, 0 where none (see :func:`_detect_period`)."""
-    dev = ring.device
-    d1 = _ring_distance(ring, ring[k % h])[torch.tensor([(k - p) % h for p in ps], device=dev)]
-    # The second condition is tested only on the rows that pass the first.
-    per = torch.zeros(ring.shape[2], dtype=torch.int64, device=dev)
-    rows = (d1 <= tight).any(dim=0).nonzero().squeeze(1)
-    if rows.numel():
-        sub_ring = take_cols(ring, rows)
-        dist_t1 = _ring_distance(sub_ring, sub_ring[(k - 1) % h])
-        d2 = dist_t1[torch.tensor([(k - 1 - p) % h for p in ps], device=dev)]
-        hit_rows = (d1[:, rows] <= tight[rows]) & (d2 <= tight[rows])
-        keep = hit_rows.any(dim=0)
-        rows, hit_rows = rows[keep], hit_rows[:, keep]
-    if rows.numel():
-        # Work on the few rows with a hit: the smallest matching period, then a divisor q of it
-        # that nearly fits (see _period_of_rows).
-        sub = hit_rows.T.to(torch.int8).contiguous()  # (k, P-1): argmax along rows is fast
-        p_row = sub.argmax(dim=1) + 2  # first hit = smallest period
-        near = (d1[:, rows] <= 100 * tight[rows]).to(torch.int8)
-        for p in p_row.unique().tolist():
-            for q in range(2, p // 2 + 1):
-                if p % q == 0:
-                    p_row = torch.where((p_row == p) & (near[q - 2] > 0), q, p_row)
-        per[rows] = p_row
-    return per
-
-
-def _ring_distance(ring: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``max_d |ring[s, d, b] - z[d, b]|`` for every slot: ``(h, D, B), (D, B) -> (h, B)``."""
-    diff = (ring - z).abs_()
-    if diff.shape[1] <= 8:
-        acc = diff[:, 0]
-        for i in range(1, diff.shape[1]):
-            acc = torch.maximum(acc, diff[:, i])
-        return acc
-    return diff.amax(dim=1)
 
 
 def lyapunov_estimate(

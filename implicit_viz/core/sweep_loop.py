@@ -26,6 +26,7 @@ import torch
 
 from implicit_viz.core import driver as _drv
 from implicit_viz.core.batchops import col_absmax, col_sqnorm, take_cols
+from implicit_viz.core.cycles import detect_period, ring_points
 from implicit_viz.core.diagnostics import add_diagnostics
 from implicit_viz.core.problem import FixedPointMap
 from implicit_viz.core.result import SolveOptions, SolveResult
@@ -167,7 +168,7 @@ class _Work:
         slots = steps % self.h
         # ring[slot_i, :, sel_i] and sq_ring[slot_i, sel_i] as gathers on the flat storage
         # (advanced indexing of the (h, D, Bw) ring is several times slower)
-        z = _drv._ring_points(self.ring, slots, sel).T  # (D, n)
+        z = ring_points(self.ring, slots, sel).T  # (D, n)
         sq = self.sq_ring.reshape(-1).index_select(0, slots * self.width + sel)
         code = torch.where(sq <= tol2, _CONV, _DIV)
         out.write(self.global_rows(sel), z, sq, code, steps)
@@ -269,7 +270,7 @@ def run_lean(
 def _cycle_test(w: _Work, out: _Outputs, opts: SolveOptions, k: int) -> int:
     """The general loop's cycle test with confirmation; writes confirmed rows out and returns
     how many stopped."""
-    found, per = _drv._detect_period(w.ring, k, w.h, opts, w.thr < 0, w.ring_count)
+    found, per = detect_period(w.ring, k, w.h, opts, w.thr < 0, w.ring_count)
     if found is None:
         w.candidate.zero_()
         return 0

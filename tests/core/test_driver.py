@@ -651,29 +651,3 @@ def test_lyapunov_estimate_of_a_scaled_rotation_is_the_log_of_its_scale(dtype):
     sub = torch.tensor([4, 1])
     lam_sub = lyapunov_estimate(fmap.as_batch_last(), sub, z[:, sub].to(fmap.dtype), 24)
     np.testing.assert_allclose(lam_sub.double().numpy(), np.log(scales[sub].numpy()), atol=tol)
-
-
-@pytest.mark.parametrize("width", [1, 7, 300])
-def test_cycle_prefilter_gives_the_same_lags_one_lag_at_a_time_or_all_at_once(monkeypatch, width):
-    """The narrow-batch path (all lags in one block) and the per-lag loop agree exactly, on
-    rings that hold exact cycles, near misses, NaN and nothing periodic."""
-    from implicit_viz.core import driver as drv
-
-    gen = torch.Generator().manual_seed(width)
-    h, k = 34, 97
-    ring = torch.rand(h, 2, width, generator=gen, dtype=torch.float64)
-    # plant cycles of several periods in some rows (z_{k-p} equal to z_k), NaN in another
-    for row, p in enumerate([3, 5, 2, 17, 31][:width]):
-        ring[(k - p) % h, :, row] = ring[k % h, :, row]
-    ring[(k - 4) % h, 0, -1] = float("nan")
-    tight = torch.full((width,), 0.05, dtype=torch.float64)
-    ps = range(2, 33)
-    monkeypatch.setattr(drv, "_LAGS_AT_ONCE_MAX_WIDTH", 10**9)
-    at_once = drv._first_close_lag(ring, k, h, ps, tight)
-    monkeypatch.setattr(drv, "_LAGS_AT_ONCE_MAX_WIDTH", 0)
-    per_lag = drv._first_close_lag(ring, k, h, ps, tight)
-    assert torch.equal(at_once, per_lag)
-    # and by hand: the smallest lag whose first component is within tight
-    for row in range(width):
-        close = [p for p in ps if abs(ring[(k - p) % h, 0, row] - ring[k % h, 0, row]) <= 0.05]
-        assert int(at_once[row]) == (close[0] if close else 0)

@@ -191,41 +191,6 @@ def test_cancel_and_progress_in_the_lean_loop(logistic_map):
     assert [k for k, _ in seen] == list(range(8, 300, 8))  # at every cycle test
 
 
-@pytest.mark.parametrize(("seed", "count"), [(0, 34), (1, 34), (2, 34), (3, 34), (4, 5), (5, 6)])
-def test_the_cycle_test_equals_the_test_at_every_lag(seed, count):
-    # A ring of iterates with planted cycles of periods 2..12 (some with a near -1 multiplier
-    # approach, matching 2q before q), random walks and converged rows.
-    gen = torch.Generator().manual_seed(seed)
-    h, d, b, k = 34, 3, 3000, 77
-    opts = SolveOptions(max_period=32)
-    t = torch.arange(k - h + 1, k + 1, dtype=torch.float64)  # the steps held by the ring
-    per = torch.randint(2, 13, (b,), generator=gen)
-    phase = torch.rand(b, d, generator=gen, dtype=torch.float64) * 6
-    pts = torch.sin(phase[None] + 2 * torch.pi * t[:, None, None] / per[None, :, None])
-    noise = torch.rand(b, generator=gen, dtype=torch.float64) ** 6 * 1e-4
-    pts = pts + noise[None, :, None] * torch.randn(h, b, d, generator=gen, dtype=torch.float64)
-    kind = torch.randint(0, 4, (b,), generator=gen)
-    walk = torch.randn(h, b, d, generator=gen, dtype=torch.float64).cumsum(0)
-    pts = torch.where((kind == 0)[None, :, None], walk, pts)
-    pts[:, kind == 1, 0] += 1e-6 * (-0.999) ** t[:, None]  # close to 2-cycle-like alternation
-    ring = torch.empty(h, d, b, dtype=torch.float64)
-    for j, step in enumerate(t.long().tolist()):
-        ring[step % h] = pts[j].T
-    done = torch.rand(b, generator=gen) < 0.1
-    found, period = driver._detect_period(ring, k, h, opts, done, count=count)
-    # reference: the full test at every lag on every row, as the driver did before
-    ps = range(2, min(opts.max_period, count - 2) + 1)
-    z_t = ring[k % h]
-    spread = driver._ring_distance(ring[(k - 1) % h].unsqueeze(0), z_t)[0]
-    thr = opts.period_tol * (1 + z_t.abs().amax(dim=0))
-    tight = torch.minimum(thr, driver._CYCLE_REL * spread)
-    ref = driver._period_all_lags(ring, k, h, ps, tight)
-    ref_found = (ref > 0) & (spread > 10 * thr) & ~done
-    assert torch.equal(found, ref_found)
-    assert torch.equal(period[found], ref[ref_found])
-    assert int(found.sum()) > (b // 4 if count == h else 10)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 9])
 def test_column_reductions_match_torch(dtype, d):
