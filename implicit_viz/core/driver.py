@@ -23,6 +23,7 @@ from implicit_viz.core.batchops import col_absmax, col_norm, col_sqnorm, take_co
 from implicit_viz.core.cycles import detect_period
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
+from implicit_viz.core.lyapunov import TwinOrbit
 from implicit_viz.core.problem import FixedPointMap
 from implicit_viz.core.result import MAX_TRACE_BYTES, SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver, get_solver
@@ -200,6 +201,11 @@ def _run(
     ring = z.new_empty(h, d, bw)
     ring_count = 0
     windowed = opts.period_every >= h
+    # Lyapunov estimates: a twin orbit over the last lyapunov_steps steps of the budget
+    lyap_from = max(0, t_max - opts.lyapunov_steps)
+    if not opts.lyapunov_steps or slv.iteration_map(f) is None:
+        lyap_from = t_max  # never
+    twin: TwinOrbit | None = None
     cancelled = False
     k = 0
 
@@ -303,16 +309,21 @@ def _run(
                 live = torch.ones(bw, dtype=torch.bool, device=dev)
                 dead_mask = torch.zeros(bw, dtype=torch.bool, device=dev)
                 candidate = candidate[keep]
+                if twin is not None:
+                    twin.take(keep)
 
+        if k == lyap_from:
+            twin = TwinOrbit(z)
         z, fz, state = slv.step(f, z, fz, state)
+        if twin is not None:
+            twin.advance(slv.iteration_map(f), z)
 
     # Rows still running: out of budget (or cancelled). Lyapunov estimates tell chaos apart.
     sel = live.nonzero().squeeze(1)
     if sel.numel():
         code = torch.full_like(sel, int(Status.NOT_RUN if cancelled else Status.MAX_ITER))
-        step_map = slv.iteration_map(f)
-        if not cancelled and opts.lyapunov_steps and step_map is not None:
-            lam = lyapunov_estimate(step_map, sel, z[:, sel], opts.lyapunov_steps)
+        if not cancelled and twin is not None and twin.steps:
+            lam = twin.exponent(sel)
             lyapunov[sel if rows is None else rows[sel]] = lam
             code = torch.where(lam > opts.chaos_threshold, int(Status.CHAOTIC), code)
         finish(sel, code)
@@ -347,52 +358,6 @@ def _run(
         result = add_diagnostics(result, fmap, slv)
     log.debug("%s: %d elements, %d steps, %.3f ms", slv.name, b, steps_run, elapsed * 1e3)
     return result
-
-
-def lyapunov_estimate(
-    step_map: Callable[[torch.Tensor], torch.Tensor],
-    rows: torch.Tensor,
-    z: torch.Tensor,
-    steps: int,
-) -> torch.Tensor:
-    """Largest Lyapunov exponent of an iteration along the orbit from ``z: (D, n)``.
-
-    Benettin's twin-orbit method: a neighbour at distance ``eps = sqrt(machine eps) (1 +
-    ||z||_inf)`` is carried along and renormalised every step; the exponent is the mean log
-    growth per step (natural log). Negative: the orbit contracts (fixed point or cycle); about
-    0: quasi-periodic; positive: chaos. ``step_map`` works on the working batch; ``rows``
-    selects the rows of ``z``. The orbit and its twin are one batch ``(D, 2n)`` (one map
-    evaluation per step), and ``log(growth)`` is summed as ``log(growth^2) / 2``.
-
-    Returns
-    -------
-    Tensor (n,)
-    """
-    d, n = z.shape
-    f = step_map.take(torch.cat([rows, rows])) if hasattr(step_map, "take") else step_map
-    gen = torch.Generator().manual_seed(0)  # one direction for every row: batch-independent
-    v = torch.randn(d, 1, generator=gen, dtype=torch.float64)
-    v = (v / v.norm()).to(z)
-    tiny = torch.finfo(z.dtype).tiny
-    eps = torch.finfo(z.dtype).eps ** 0.5 * (1 + col_absmax(z))  # (n,)
-    both = z.new_empty(d, 2 * n)
-    both[:, :n] = z
-    torch.addcmul(z, v, eps, out=both[:, n:])
-    log_sq = torch.zeros(n, dtype=z.dtype, device=z.device)  # sum of log(growth^2)
-    dz = z.new_empty(d, n)
-    sq = z.new_empty(n)
-    for _ in range(steps):
-        both = f(both)
-        if not both.is_contiguous():  # a map may return a broadcast view
-            both = both.contiguous()
-        z1 = both[:, :n]
-        torch.sub(both[:, n:], z1, out=dz)
-        col_sqnorm(dz, out=sq).clamp_min_(tiny)
-        log_sq.add_(sq.log())
-        # the twin, renormalised to distance eps along the grown direction
-        torch.addcmul(z1, dz, sq.rsqrt_().mul_(eps), out=both[:, n:])
-    lam = log_sq.mul_(0.5 / steps).sub_(eps.log())
-    return torch.where(torch.isfinite(lam), lam, torch.full_like(lam, float("nan")))
 
 
 def _store_cycles(

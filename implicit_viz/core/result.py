@@ -47,8 +47,9 @@ class SolveOptions:
     compact_every : int
         Steps between removals of finished elements from the working batch.
     lyapunov_steps : int
-        For elements still running at the budget, under naive or damped iteration: steps of a
-        twin orbit that estimate the largest Lyapunov exponent (0 turns it off).
+        For elements still running at the budget, under naive or damped iteration: the
+        largest Lyapunov exponent is estimated from a twin orbit carried over this many last
+        steps of the budget (all of them when the budget is shorter; 0 turns it off).
     chaos_threshold : float
         Such an element is ``chaotic`` when its exponent exceeds this (per step, natural log).
     """

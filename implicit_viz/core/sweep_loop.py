@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from implicit_viz.core import driver as _drv
 from implicit_viz.core.batchops import col_absmax, col_sqnorm, take_cols
 from implicit_viz.core.cycles import detect_period, ring_points
 from implicit_viz.core.diagnostics import add_diagnostics
+from implicit_viz.core.lyapunov import TwinOrbit
 from implicit_viz.core.problem import FixedPointMap
 from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver
@@ -124,6 +124,7 @@ class _Work:
         self.thr = z.new_full((bw,), tol2)
         self.stop_at = z.new_zeros(bw)
         self.candidate = torch.zeros(bw, dtype=torch.int64, device=z.device)
+        self.twin: TwinOrbit | None = None  # over the last steps of the budget
 
     def _views(self, bw: int) -> None:
         d, h = self.z.shape[0], self.h
@@ -192,6 +193,8 @@ class _Work:
         self.thr = self.thr.index_select(0, keep)
         self.stop_at = self.stop_at.index_select(0, keep)
         self.candidate = self.candidate.index_select(0, keep)
+        if self.twin is not None:
+            self.twin.take(keep)
 
 
 def _carry(opts: SolveOptions, h: int, k: int, ring_count: int) -> int:
@@ -231,6 +234,10 @@ def run_lean(
     f = fmap.as_batch_last()
     z = z_start.T.contiguous()
     w = _Work(f, z, f(z), tol2, h)
+    # Lyapunov estimates: a twin orbit over the last lyapunov_steps steps of the budget
+    lyap_from = max(0, t_max - opts.lyapunov_steps)
+    if not opts.lyapunov_steps or slv.iteration_map(f) is None:
+        lyap_from = t_max  # never
     cancelled = False
     k = 0
     for k in range(t_max + 1):
@@ -258,10 +265,14 @@ def run_lean(
             carry = _carry(opts, h, k, w.ring_count)
             if _worth_compacting(w, n_live, carry):
                 w.compact((w.thr >= 0).nonzero().squeeze(1), k, carry)
+        if k == lyap_from:
+            w.twin = TwinOrbit(w.z)
         w.z, w.fz, _ = slv.step(w.f, w.z, w.fz, None)
+        if w.twin is not None:
+            w.twin.advance(slv.iteration_map(w.f), w.z)
 
     w.flush(out, tol2)
-    _finish_live(w, out, slv, opts, k, cancelled)
+    _finish_live(w, out, opts, k, cancelled)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return _result(out, slv, opts, time.perf_counter() - t0, dev, dt, fmap)
@@ -301,18 +312,15 @@ def _cycle_points(ring: torch.Tensor, per: torch.Tensor, k: int) -> torch.Tensor
     return pts.masked_fill_((j >= per[:, None])[..., None], float("nan"))
 
 
-def _finish_live(
-    w: _Work, out: _Outputs, slv: Solver, opts: SolveOptions, k: int, cancelled: bool
-) -> None:
+def _finish_live(w: _Work, out: _Outputs, opts: SolveOptions, k: int, cancelled: bool) -> None:
     """Rows still running: out of budget (or cancelled); Lyapunov estimates tell chaos apart."""
     sel = (w.thr >= 0).nonzero().squeeze(1)
     if not sel.numel():
         return
     code = torch.full_like(sel, int(Status.NOT_RUN if cancelled else Status.MAX_ITER))
     g = w.global_rows(sel)
-    step_map = slv.iteration_map(w.f)
-    if not cancelled and opts.lyapunov_steps and step_map is not None:
-        lam = _drv.lyapunov_estimate(step_map, sel, w.z[:, sel], opts.lyapunov_steps)
+    if not cancelled and w.twin is not None and w.twin.steps:
+        lam = w.twin.exponent(sel)
         out.lyapunov[g] = lam
         code = torch.where(lam > opts.chaos_threshold, int(Status.CHAOTIC), code)
     out.write(g, w.z[:, sel], w.sq_ring[k % w.h][sel], code, k)
