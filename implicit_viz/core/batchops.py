@@ -29,6 +29,21 @@ def col_sqnorm(g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
     return acc
 
 
+def col_sqnorm_(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`col_sqnorm` into ``out``, the same bits, squaring ``g`` in place on the way
+    (one operation fewer and no temporary): ``g`` is overwritten."""
+    d = g.shape[0]
+    if d > _SQNORM_UNROLL_MAX:
+        return col_sqnorm(g, out=out)
+    g.square_()
+    if d == 1:
+        return out.copy_(g[0])
+    torch.add(g[0], g[1], out=out)
+    for i in range(2, d):
+        out.add_(g[i])
+    return out
+
+
 def col_norm(g: torch.Tensor) -> torch.Tensor:
     """Euclidean norm of each column: ``(D, B)`` -> ``(B,)``."""
     return col_sqnorm(g).sqrt_()

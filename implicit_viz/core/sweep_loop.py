@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from implicit_viz.core.batchops import col_absmax, col_sqnorm, take_cols
+from implicit_viz.core.batchops import col_absmax, col_sqnorm_, take_cols
 from implicit_viz.core.cycles import detect_period, ring_points
 from implicit_viz.core.diagnostics import add_diagnostics
 from implicit_viz.core.lyapunov import TwinOrbit
@@ -149,8 +149,7 @@ class _Work:
         self.ring[slot].copy_(self.z)
         self.ring_count += 1
         sq = self.sq_ring[slot]
-        torch.sub(self.fz, self.z, out=self.diff)
-        col_sqnorm(self.diff, out=sq)
+        col_sqnorm_(torch.sub(self.fz, self.z, out=self.diff), out=sq)
         # nan_to_num sends NaN and inf to 0, below any tolerance: one comparison catches all.
         torch.nan_to_num(sq, nan=0.0, posinf=0.0, out=self.key)
         if check:

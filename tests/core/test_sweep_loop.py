@@ -12,7 +12,7 @@ import torch
 
 import implicit_viz.core.sweep_loop as sweep_loop
 from implicit_viz.core import driver
-from implicit_viz.core.batchops import col_norm, col_sqnorm, take_cols
+from implicit_viz.core.batchops import col_norm, col_sqnorm, col_sqnorm_, take_cols
 from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
@@ -201,6 +201,11 @@ def test_column_reductions_match_torch(dtype, d):
     torch.testing.assert_close(col_sqnorm(g), ref)
     out = torch.empty(1001, dtype=dtype)
     assert col_sqnorm(g, out=out) is out and torch.equal(out, col_sqnorm(g))
+    # the in-place form: the same bits, g overwritten by its squares (up to 3 components)
+    g2, out2 = g.clone(), torch.empty(1001, dtype=dtype)
+    assert col_sqnorm_(g2, out=out2) is out2 and torch.equal(out2, out)
+    if d <= 3:
+        assert torch.equal(g2, g * g)
     torch.testing.assert_close(col_norm(g), torch.linalg.vector_norm(g, dim=0))
 
 
