@@ -29,18 +29,19 @@ def col_sqnorm(g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
     return acc
 
 
-def col_sqnorm_(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """:func:`col_sqnorm` into ``out``, the same bits, squaring ``g`` in place on the way
-    (one operation fewer and no temporary): ``g`` is overwritten."""
+def col_sqnorm_(g: torch.Tensor, out: torch.Tensor, scratch: torch.Tensor | None = None):
+    """:func:`col_sqnorm` into ``out``, the same bits, with the squares written into
+    ``scratch`` (same shape as ``g``), or into ``g`` itself when no scratch is given: one
+    operation fewer than :func:`col_sqnorm` and no temporary."""
     d = g.shape[0]
     if d > _SQNORM_UNROLL_MAX:
         return col_sqnorm(g, out=out)
-    g.square_()
+    sq = g.square_() if scratch is None else torch.mul(g, g, out=scratch)
     if d == 1:
-        return out.copy_(g[0])
-    torch.add(g[0], g[1], out=out)
+        return out.copy_(sq[0])
+    torch.add(sq[0], sq[1], out=out)
     for i in range(2, d):
-        out.add_(g[i])
+        out.add_(sq[i])
     return out
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from implicit_viz.core.batchops import col_absmax, col_sqnorm, take_cols
+from implicit_viz.core.batchops import col_absmax, col_sqnorm_, take_cols
 
 StepMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -38,12 +38,14 @@ class TwinOrbit:
         self.twin = torch.addcmul(z, v, self.eps)  # (D, B)
         self.log_sq = torch.zeros(b, dtype=z.dtype, device=z.device)  # sum of log(growth^2)
         self.steps = 0
-        self._tiny = torch.finfo(z.dtype).tiny
+        self._floor = torch.finfo(z.dtype).tiny ** 0.5  # squared distances below count as it
         self._buffers(d, b)
 
     def _buffers(self, d: int, b: int) -> None:
         self._dz = self.twin.new_empty(d, b)
+        self._dz2 = self.twin.new_empty(d, b)
         self._sq = self.twin.new_empty(b)
+        self._grown: torch.Tensor | None = None  # growth^2 of the step before, not yet logged
 
     def advance(self, step_map: StepMap, z_next: torch.Tensor) -> None:
         """Step the twins by ``step_map`` and compare them with the orbits' next iterates
@@ -51,22 +53,32 @@ class TwinOrbit:
         nxt = step_map(self.twin)
         dz, sq = self._dz, self._sq
         torch.sub(nxt, z_next, out=dz)
-        col_sqnorm(dz, out=sq).clamp_min_(self._tiny)
-        self.log_sq.add_(sq.log())
+        col_sqnorm_(dz, out=sq, scratch=self._dz2).clamp_min_(self._floor)
+        # log(growth^2) of two steps at once: the floor keeps their product a normal number
+        if self._grown is None:
+            self._grown = sq.clone()
+        else:
+            self.log_sq.add_(self._grown.mul_(sq).log_())
+            self._grown = None
         torch.addcmul(z_next, dz, sq.rsqrt_().mul_(self.eps), out=self.twin)
         self.steps += 1
 
     def take(self, keep: torch.Tensor) -> None:
         """Keep the twins of orbits ``keep (n,)`` (the working batch was compacted)."""
+        grown = self._grown
         self.eps = self.eps.index_select(0, keep)
         self.log_sq = self.log_sq.index_select(0, keep)
         self.twin = take_cols(self.twin, keep)
         self._buffers(self.twin.shape[0], int(keep.shape[0]))
+        if grown is not None:
+            self._grown = grown.index_select(0, keep)
 
     def exponent(self, sel: torch.Tensor | None = None) -> torch.Tensor:
         """The estimates (per step) of orbits ``sel (n,)`` (all when None): ``(n,)``, NaN
         where not finite or where no step was taken."""
         log_sq, eps = self.log_sq, self.eps
+        if self._grown is not None:  # an odd number of steps: the last one is not logged yet
+            log_sq = log_sq + self._grown.log()
         if sel is not None:
             log_sq, eps = log_sq.index_select(0, sel), eps.index_select(0, sel)
         if not self.steps:

@@ -206,6 +206,9 @@ def test_column_reductions_match_torch(dtype, d):
     assert col_sqnorm_(g2, out=out2) is out2 and torch.equal(out2, out)
     if d <= 3:
         assert torch.equal(g2, g * g)
+    g3, scratch = g.clone(), torch.empty_like(g)
+    assert torch.equal(col_sqnorm_(g3, out=out2, scratch=scratch), out)
+    assert torch.equal(g3, g)  # with a scratch buffer, g is kept
     torch.testing.assert_close(col_norm(g), torch.linalg.vector_norm(g, dim=0))
 
 
