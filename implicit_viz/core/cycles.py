@@ -55,6 +55,36 @@ def detect_period(
     return per > 0, per
 
 
+#: A cycle found by :func:`detect_period` counts once it still holds this many steps later
+#: (or at the next test, when tests are closer): an orbit passing near an unstable cycle
+#: matches once and moves on.
+CONFIRM_AFTER = 8
+
+
+def confirm_step(k: int, opts: SolveOptions) -> int | None:
+    """The step at which cycles found by the test at step ``k`` are confirmed (None: beyond
+    the budget, so they are not)."""
+    at = k + min(opts.period_every, CONFIRM_AFTER)
+    return at if at <= opts.max_iter else None
+
+
+def confirm_period(
+    ring: torch.Tensor, k: int, h: int, opts: SolveOptions, rows: torch.Tensor, per: torch.Tensor
+) -> torch.Tensor:
+    """The cycle test of :func:`detect_period` at step ``k`` for ``rows (n,)`` at their
+    candidate periods ``per (n,)`` only (the ring must hold ``per + 2`` iterates up to k):
+    ``(n,)`` bool."""
+    slot = torch.tensor([(k - lag) % h for lag in range(h)], device=ring.device)
+    z_t = ring_points(ring, torch.full_like(rows, k % h), rows)  # (n, D)
+    z_t1 = ring_points(ring, torch.full_like(rows, (k - 1) % h), rows)
+    spread = row_distance(z_t1, z_t)
+    thr = opts.period_tol * (1 + z_t.abs().amax(dim=1))
+    tight = torch.minimum(thr, CYCLE_REL * spread)
+    d1 = row_distance(ring_points(ring, slot.index_select(0, per), rows), z_t)
+    d2 = row_distance(ring_points(ring, slot.index_select(0, per + 1), rows), z_t1)
+    return (d1 <= tight) & (d2 <= tight) & (spread > 10 * thr)
+
+
 #: Up to this many rows the cycle prefilter tests every lag at once (cheaper than one lag at
 #: a time when the per-operation overhead, not the data, sets the cost).
 LAGS_AT_ONCE_MAX_WIDTH = 2048

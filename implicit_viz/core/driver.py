@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from implicit_viz.core.batchops import col_absmax, col_norm, col_sqnorm, take_cols
-from implicit_viz.core.cycles import detect_period
+from implicit_viz.core.cycles import confirm_period, confirm_step, detect_period
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.lyapunov import TwinOrbit
@@ -197,7 +197,8 @@ def _run(
     live = torch.ones(bw, dtype=torch.bool, device=dev)
     dead_mask = torch.zeros(bw, dtype=torch.bool, device=dev)  # ~live, kept in step
     n_live = bw
-    candidate = torch.zeros(bw, dtype=torch.int64, device=dev)  # period seen at the last test
+    candidate = torch.zeros(bw, dtype=torch.int64, device=dev)  # period found, unconfirmed
+    confirm_at: int | None = None  # the step at which candidates are confirmed
     ring = z.new_empty(h, d, bw)
     ring_count = 0
     windowed = opts.period_every >= h
@@ -244,7 +245,8 @@ def _run(
         # Iterates for cycle tests. With sparse tests (windowed) only the h steps before each
         # test are recorded, and compaction (after a test) starts a fresh ring instead of
         # gathering the old one, which is the costly part for large batches.
-        if not windowed or (-k) % opts.period_every < h or t_max - k < h:
+        confirming = confirm_at is not None and k <= confirm_at
+        if not windowed or (-k) % opts.period_every < h or t_max - k < h or confirming:
             ring[k % h] = z
             ring_count += 1
         else:
@@ -267,19 +269,28 @@ def _run(
                 code = torch.where(conv, int(Status.CONVERGED), int(Status.DIVERGED))
                 finish(sel, code)
                 n_live -= int(sel.numel())
+        if k == confirm_at:
+            # A cycle counts once it still holds a few steps after the test that found it: a
+            # chaotic orbit passing close to an unstable cycle matches once and moves on.
+            confirm_at = None
+            sel = ((candidate > 0) & live).nonzero().squeeze(1)
+            if sel.numel():
+                per = candidate[sel]
+                ok = confirm_period(ring, k, h, opts, sel, per) & (per + 2 <= ring_count)
+                sel, per = sel[ok], per[ok]
+            if sel.numel():
+                if opts.cycles:
+                    confirmed = torch.zeros_like(live)
+                    confirmed[sel] = True
+                    _store_cycles(cycle, rows, confirmed, candidate, ring, k, h)
+                finish(sel, int(Status.PERIODIC), per)
+                n_live -= int(sel.numel())
+            candidate.zero_()
         if check_point and n_live:
             found, per = detect_period(ring, k, h, opts, ~live, ring_count)
-            if found is not None:
-                # A cycle counts once two successive tests agree on its period: a chaotic
-                # orbit passing close to an unstable cycle matches once and then moves on.
-                confirmed = found & (per == candidate)
-                candidate = torch.where(found, per, 0)
-                sel = confirmed.nonzero().squeeze(1)
-                if sel.numel():
-                    if opts.cycles:
-                        _store_cycles(cycle, rows, confirmed, per, ring, k, h)
-                    finish(sel, int(Status.PERIODIC), per[sel])
-                    n_live -= int(sel.numel())
+            if found is not None and bool(found.any()):
+                candidate = per
+                confirm_at = confirm_step(k, opts)
             else:
                 candidate.zero_()
 
@@ -291,8 +302,11 @@ def _run(
                 break
             if progress is not None and (check_point or sync_every != 1):
                 progress(k, n_live)
+            # (a windowed ring starts afresh at compaction, so not while it is still read)
             in_window = windowed and (
-                ((-k) % opts.period_every < h and k % opts.period_every) or t_max - k < h
+                ((-k) % opts.period_every < h and k % opts.period_every)
+                or t_max - k < h
+                or confirm_at is not None
             )
             if n_live < bw and k % opts.compact_every == 0 and not in_window:
                 keep = live.nonzero().squeeze(1)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from implicit_viz.core.batchops import col_absmax, col_sqnorm_, take_cols
-from implicit_viz.core.cycles import detect_period, ring_points
+from implicit_viz.core.cycles import confirm_period, confirm_step, detect_period, ring_points
 from implicit_viz.core.diagnostics import add_diagnostics
 from implicit_viz.core.lyapunov import TwinOrbit
 from implicit_viz.core.problem import FixedPointMap
@@ -123,7 +123,8 @@ class _Work:
         self._views(bw)
         self.thr = z.new_full((bw,), tol2)
         self.stop_at = z.new_zeros(bw)
-        self.candidate = torch.zeros(bw, dtype=torch.int64, device=z.device)
+        self.candidate = torch.zeros(bw, dtype=torch.int64, device=z.device)  # period found
+        self.confirm_at: int | None = None  # the step at which candidates are confirmed
         self.twin: TwinOrbit | None = None  # over the last steps of the budget
 
     def _views(self, bw: int) -> None:
@@ -196,9 +197,11 @@ class _Work:
             self.twin.take(keep)
 
 
-def _carry(opts: SolveOptions, h: int, k: int, ring_count: int) -> int:
-    """Ring slots up to step k that the next cycle test still reads."""
+def _carry(opts: SolveOptions, h: int, k: int, ring_count: int, confirm_at: int | None) -> int:
+    """Ring slots up to step k that the next cycle test (or confirmation) still reads."""
     next_test = min((k // opts.period_every + 1) * opts.period_every, opts.max_iter)
+    if confirm_at is not None:
+        next_test = min(next_test, confirm_at)
     return max(0, min(ring_count, h, k - next_test + h))
 
 
@@ -243,10 +246,12 @@ def run_lean(
         check = k >= 4 and (k % opts.period_every == 0 or k == t_max)
         w.stop_test(k, check, opts.div_bound)
         n_live = -1  # unknown until counted
+        if k == w.confirm_at:
+            _confirm_cycles(w, out, opts, k)
         if check:
             n_live = w.n_live()
             if n_live:
-                n_live -= _cycle_test(w, out, opts, k)
+                _find_cycles(w, opts, k)
         if k == t_max:
             break
         compact_now = k % opts.compact_every == 0
@@ -261,7 +266,7 @@ def run_lean(
         if progress is not None and check:
             progress(k, n_live)
         if compact_now and n_live > 0:
-            carry = _carry(opts, h, k, w.ring_count)
+            carry = _carry(opts, h, k, w.ring_count, w.confirm_at)
             if _worth_compacting(w, n_live, carry):
                 w.compact((w.thr >= 0).nonzero().squeeze(1), k, carry)
         if k == lyap_from:
@@ -277,27 +282,36 @@ def run_lean(
     return _result(out, slv, opts, time.perf_counter() - t0, dev, dt, fmap)
 
 
-def _cycle_test(w: _Work, out: _Outputs, opts: SolveOptions, k: int) -> int:
-    """The general loop's cycle test with confirmation; writes confirmed rows out and returns
-    how many stopped."""
+def _find_cycles(w: _Work, opts: SolveOptions, k: int) -> None:
+    """The cycle test at a test step: rows with a cycle become candidates, confirmed (or
+    not) at :func:`~implicit_viz.core.cycles.confirm_step`."""
     found, per = detect_period(w.ring, k, w.h, opts, w.thr < 0, w.ring_count)
-    if found is None:
+    if found is None or not bool(found.any()):
         w.candidate.zero_()
-        return 0
-    confirmed = found & (per == w.candidate)
-    w.candidate = torch.where(found, per, 0)
-    sel = confirmed.nonzero().squeeze(1)
-    n = int(sel.shape[0])
-    if n:
-        g = w.global_rows(sel)
-        p_sel = per[sel]
-        if opts.cycles:
-            out.cycles.append((g, _cycle_points(take_cols(w.ring, sel), p_sel, k)))
-        out.write(g, w.z[:, sel], w.sq_ring[k % w.h][sel], _PER, k)
-        out.period[g] = p_sel
-        w.thr.index_fill_(0, sel, -1.0)
-        w.stop_at.index_fill_(0, sel, -1.0)
-    return n
+        return
+    w.candidate = per
+    w.confirm_at = confirm_step(k, opts)
+
+
+def _confirm_cycles(w: _Work, out: _Outputs, opts: SolveOptions, k: int) -> None:
+    """Candidates whose cycle still holds at step k are periodic: written out."""
+    w.confirm_at = None
+    rows = ((w.candidate > 0) & (w.thr >= 0)).nonzero().squeeze(1)
+    per = w.candidate.index_select(0, rows)
+    w.candidate.zero_()
+    if not rows.numel():
+        return
+    ok = confirm_period(w.ring, k, w.h, opts, rows, per) & (per + 2 <= w.ring_count)
+    sel, p_sel = rows[ok], per[ok]
+    if not sel.numel():
+        return
+    g = w.global_rows(sel)
+    if opts.cycles:
+        out.cycles.append((g, _cycle_points(take_cols(w.ring, sel), p_sel, k)))
+    out.write(g, w.z[:, sel], w.sq_ring[k % w.h][sel], _PER, k)
+    out.period[g] = p_sel
+    w.thr.index_fill_(0, sel, -1.0)
+    w.stop_at.index_fill_(0, sel, -1.0)
 
 
 def _cycle_points(ring: torch.Tensor, per: torch.Tensor, k: int) -> torch.Tensor:

@@ -98,3 +98,30 @@ def test_prefilter_gives_the_same_lags_one_lag_at_a_time_or_all_at_once(monkeypa
     for row in range(width):
         close = [p for p in ps if abs(ring[(k - p) % h, 0, row] - ring[k % h, 0, row]) <= 0.05]
         assert int(at_once[row]) == (close[0] if close else 0)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["lean-loop", "general-loop"])
+@pytest.mark.parametrize(("every", "found_at"), [(50, 50), (8, 8), (4, 12)])
+def test_a_cycle_is_confirmed_a_few_steps_after_the_test_that_finds_it(every, found_at, general):
+    """The logistic map at r = 3.5 settles on its 4-cycle within a few dozen steps: the first
+    test that sees it makes it a candidate, and it counts CONFIRM_AFTER steps later (or at the
+    next test, when tests are closer), not at the next sparse test."""
+    from implicit_viz.core.driver import solve
+    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.spec import load_spec
+    from implicit_viz.core.status import Status
+
+    fmap = compile_spec(load_spec("logistic"), dtype="float64").with_values(
+        r=torch.tensor([3.5, 3.2])
+    )
+    opts = SolveOptions(max_iter=300, period_every=every, history=general)
+    res = solve(fmap, "fixed_point", options=opts)
+    assert res.statuses == [Status.PERIODIC, Status.PERIODIC]
+    assert res.period.tolist() == [4, 2]
+    # the transient to the cycle within tolerance takes 20-40 steps; the first test past it
+    # finds the cycle, the confirmation follows min(every, CONFIRM_AFTER) steps later
+    step = min(every, cycles.CONFIRM_AFTER)
+    assert all(it % every == step % every for it in res.iterations.tolist())
+    assert all(found_at + step <= it <= 60 + step for it in res.iterations.tolist())
+    assert cycles.confirm_step(300 - step, opts) == 300
+    assert cycles.confirm_step(300 - step + 1, opts) is None
