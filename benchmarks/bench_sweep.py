@@ -1188,9 +1188,10 @@ def headline(tanh: dict[str, Any], mem: dict[str, Any] | None) -> list[dict[str,
     lines = []
     print()
     print(
-        f"headline (throughput = M cell-iterations/s, ours on its own count, peers on the "
-        f"reference count; 'time' = ratio of wall times for the same {n} x {n} grid; "
-        f"verdicts on throughput, the wall-time verdict in brackets; 'l0' = lyapunov_steps=0):"
+        f"headline (throughput = cells per second for the same {n} x {n} grid, i.e. the ratio "
+        f"of wall times, which the verdicts use; 'per it' = the ratio of M cell-iterations/s, "
+        f"ours on its own count (periodic cells stop early, so fewer), peers on the reference "
+        f"count, its verdict in brackets; 'l0' = lyapunov_steps=0):"
     )
     peers = [
         ("torchdeq", "TorchDEQ fixed_point_iter", TARGET_TORCHDEQ),
@@ -1211,10 +1212,10 @@ def headline(tanh: dict[str, Any], mem: dict[str, Any] | None) -> list[dict[str,
         print(
             f"{n}x{n} tanh sweep: ours {ours.median_s:.3f} s ({ours.mcips:.1f} M cell-it/s) "
             f"[l0: {l0.median_s:.3f} s, {l0.mcips:.1f} M]; {name} {p.grid_s:.3f} s{extra} "
-            f"({p.mcips:.2f} M cell-it/s); ratio {rt:.2f} [l0: {rt0:.2f}], time {rw:.2f} "
-            f"[l0: {rw0:.2f}]; target >= {target:g}: {verdict(rt >= target)} "
-            f"[l0: {verdict(rt0 >= target)}] (by time: {verdict(rw >= target)} "
-            f"[l0: {verdict(rw0 >= target)}])"
+            f"({p.mcips:.2f} M cell-it/s); ratio {rw:.2f} [l0: {rw0:.2f}], per it {rt:.2f} "
+            f"[l0: {rt0:.2f}]; target >= {target:g}: {verdict(rw >= target)} "
+            f"[l0: {verdict(rw0 >= target)}] (per it: {verdict(rt >= target)} "
+            f"[l0: {verdict(rt0 >= target)}])"
         )
         lines.append(
             {
@@ -1224,10 +1225,10 @@ def headline(tanh: dict[str, Any], mem: dict[str, Any] | None) -> list[dict[str,
                 "ratio_throughput_l0": rt0,
                 "ratio_time": rw,
                 "ratio_time_l0": rw0,
-                "pass": rt >= target,
-                "pass_l0": rt0 >= target,
-                "pass_time": rw >= target,
-                "pass_time_l0": rw0 >= target,
+                "pass": rw >= target,
+                "pass_l0": rw0 >= target,
+                "pass_per_iteration": rt >= target,
+                "pass_per_iteration_l0": rt0 >= target,
             }
         )
     # the same ratios on the fastest round of each method: the least disturbed by neighbours
@@ -1237,16 +1238,23 @@ def headline(tanh: dict[str, Any], mem: dict[str, Any] | None) -> list[dict[str,
         if key not in rows:
             continue
         p = rows[key]
+        grid_best = p.grid_s * best[key] / p.median_s  # per-cell rows: extrapolated alike
+        w1, w0 = grid_best / best["ours"], grid_best / best["ours_l0"]
         pb = p.cell_iters / best[key]
         r1 = ours.cell_iters / best["ours"] / pb
         r0 = l0.cell_iters / best["ours_l0"] / pb
-        parts.append(f"{name} {r1:.2f} [l0: {r0:.2f}] (target {target:g})")
+        parts.append(f"{name} {w1:.2f} [l0: {w0:.2f}] (per it {r1:.2f}; target {target:g})")
         lines[[ln["peer"] for ln in lines].index(key)].update(
-            {"ratio_throughput_best": r1, "ratio_throughput_best_l0": r0}
+            {
+                "ratio_time_best": w1,
+                "ratio_time_best_l0": w0,
+                "ratio_throughput_best": r1,
+                "ratio_throughput_best_l0": r0,
+            }
         )
     print(
         f"fastest of {len(ours.times)} rounds, each method: ours {best['ours']:.3f} s [l0: "
-        f"{best['ours_l0']:.3f} s]; throughput ratios: " + "; ".join(parts)
+        f"{best['ours_l0']:.3f} s]; ratios: " + "; ".join(parts)
     )
     if mem is not None:
         gib = 1024**3
