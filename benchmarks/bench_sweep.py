@@ -1026,6 +1026,7 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     """One library sweep with timers wrapped around the engine's pieces (the module attributes
     are patched for the run and restored), then one under cProfile for the hottest leaves."""
     import implicit_viz.core.driver as drv
+    import implicit_viz.core.lyapunov as lya
     import implicit_viz.core.problem as prb
     import implicit_viz.core.sweep as swm
     import implicit_viz.core.sweep_loop as swl
@@ -1036,19 +1037,24 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     sync()
     acc: dict[str, float] = {}
     calls: dict[str, int] = {}
-    in_lyap = [False]
+    in_twin = [False]
+    solve_l, map_l, twin_l, twin_map_l = (
+        "driver solve (all tiles)",
+        "  map evaluations f(z) of the orbits",
+        "  Lyapunov twin orbit (TwinOrbit.advance)",
+        "    of which map evaluations f(z) of the twins",
+    )
+    cyc_l, conf_l, pts_l = (
+        "  cycle tests (detect_period)",
+        "  cycle confirmations (confirm_period)",
+        "  cycle points (_store_cycles)",
+    )
 
     def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*a: Any, **k: Any) -> Any:
-            lab = label
-            if label == "map":
-                lab = (
-                    "map evaluations f(z) in lyapunov_estimate"
-                    if in_lyap[0]
-                    else ("map evaluations f(z) in the solve loop")
-                )
-            if label == "lyapunov_estimate":
-                in_lyap[0] = True
+            lab = (twin_map_l if in_twin[0] else map_l) if label == "map" else label
+            if label == twin_l:
+                in_twin[0] = True
             sync()
             t0 = time.perf_counter()
             try:
@@ -1057,18 +1063,21 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
                 sync()
                 acc[lab] = acc.get(lab, 0.0) + time.perf_counter() - t0
                 calls[lab] = calls.get(lab, 0) + 1
-                if label == "lyapunov_estimate":
-                    in_lyap[0] = False
+                if label == twin_l:
+                    in_twin[0] = False
 
         return wrapper
 
     patches = [
-        (swm, "solve", "driver solve (all tiles)"),
+        (swm, "solve", solve_l),
         (prb.BatchLastView, "__call__", "map"),
-        (drv, "_detect_period", "  _detect_period (cycle tests)"),
-        (drv, "_store_cycles", "  _store_cycles"),
-        (swl, "_cycle_points", "  _store_cycles"),  # the lean loop's counterpart
-        (drv, "lyapunov_estimate", "lyapunov_estimate"),
+        (drv, "detect_period", cyc_l),  # each loop holds its own reference to the function
+        (swl, "detect_period", cyc_l),
+        (drv, "confirm_period", conf_l),
+        (swl, "confirm_period", conf_l),
+        (drv, "_store_cycles", pts_l),
+        (swl, "_cycle_points", pts_l),  # the lean loop's counterpart
+        (lya.TwinOrbit, "advance", twin_l),
         (swm, "_tile_problem", "_tile_problem (per-tile map set-up)"),
         (swm._BasinIndex, "assign", "basins: _BasinIndex.assign"),
         (swm, "_relabel", "basins: _relabel"),
@@ -1089,54 +1098,30 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     sweep(req)
     sync()
     plain = time.perf_counter() - t0
-    solve_s = acc.get("driver solve (all tiles)", 0.0)
-    loop_map = acc.get("map evaluations f(z) in the solve loop", 0.0)
-    rest = (
-        solve_s
-        - loop_map
-        - acc.get("  _detect_period (cycle tests)", 0.0)
-        - acc.get("  _store_cycles", 0.0)
-        - acc.get("lyapunov_estimate", 0.0)
-    )
+    solve_s = acc.get(solve_l, 0.0)
+    rest_l = "  the rest of the loop (residual, stop test, compaction, writing out)"
+    rest = solve_s - sum(acc.get(lab, 0.0) for lab in (map_l, cyc_l, conf_l, pts_l, twin_l))
     print()
     print(
         f"== where one {g.n} x {g.n} library sweep (default options) spends its time: "
         f"{total:.3f} s with timers around the pieces ({plain:.3f} s without)"
     )
     order = [
-        "driver solve (all tiles)",
-        "  map evaluations f(z) in the solve loop",
-        "  _detect_period (cycle tests)",
-        "  _store_cycles",
-        "  lyapunov_estimate",
-        "    of which map evaluations",
-        "  the rest of the loop (residual, tests, masks, compaction, writing out)",
+        solve_l,
+        map_l,
+        cyc_l,
+        conf_l,
+        pts_l,
+        twin_l,
+        twin_map_l,
+        rest_l,
         "_tile_problem (per-tile map set-up)",
         "basins: _BasinIndex.assign",
         "basins: _relabel",
     ]
-    vals = {
-        "driver solve (all tiles)": solve_s,
-        "  map evaluations f(z) in the solve loop": loop_map,
-        "  _detect_period (cycle tests)": acc.get("  _detect_period (cycle tests)", 0.0),
-        "  _store_cycles": acc.get("  _store_cycles", 0.0),
-        "  lyapunov_estimate": acc.get("lyapunov_estimate", 0.0),
-        "    of which map evaluations": acc.get("map evaluations f(z) in lyapunov_estimate", 0.0),
-        "  the rest of the loop (residual, tests, masks, compaction, writing out)": rest,
-        "_tile_problem (per-tile map set-up)": acc.get("_tile_problem (per-tile map set-up)", 0.0),
-        "basins: _BasinIndex.assign": acc.get("basins: _BasinIndex.assign", 0.0),
-        "basins: _relabel": acc.get("basins: _relabel", 0.0),
-    }
-    ncalls = {
-        "driver solve (all tiles)": calls.get("driver solve (all tiles)", 0),
-        "  map evaluations f(z) in the solve loop": calls.get(
-            "map evaluations f(z) in the solve loop", 0
-        ),
-        "  _detect_period (cycle tests)": calls.get("  _detect_period (cycle tests)", 0),
-        "  _store_cycles": calls.get("  _store_cycles", 0),
-        "  lyapunov_estimate": calls.get("lyapunov_estimate", 0),
-        "    of which map evaluations": calls.get("map evaluations f(z) in lyapunov_estimate", 0),
-    }
+    vals = {label: acc.get(label, 0.0) for label in order}
+    vals[rest_l] = rest
+    ncalls = {label: calls.get(label, 0) for label in order if label in calls}
     for label in order:
         v = vals[label]
         nc = f"{ncalls[label]:>6d} calls" if label in ncalls else ""

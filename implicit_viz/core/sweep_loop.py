@@ -248,6 +248,7 @@ def run_lean(
         n_live = -1  # unknown until counted
         if k == w.confirm_at:
             _confirm_cycles(w, out, opts, k)
+            n_live = w.n_live()
         if check:
             n_live = w.n_live()
             if n_live:
