@@ -61,11 +61,33 @@ def detect_period(
 CONFIRM_AFTER = 8
 
 
-def confirm_step(k: int, opts: SolveOptions) -> int | None:
-    """The step at which cycles found by the test at step ``k`` are confirmed (None: beyond
-    the budget, so they are not)."""
-    at = k + min(opts.period_every, CONFIRM_AFTER)
-    return at if at <= opts.max_iter else None
+def _confirm_gap(opts: SolveOptions) -> int:
+    return min(opts.period_every, CONFIRM_AFTER)
+
+
+def last_test_step(opts: SolveOptions) -> int:
+    """The last step with a cycle test: its cycles are confirmed at the budget's last step."""
+    return opts.max_iter - _confirm_gap(opts)
+
+
+def is_test_step(k: int, opts: SolveOptions) -> bool:
+    """Whether step ``k`` has a cycle test: every ``period_every`` steps (from step 4) up to
+    :func:`last_test_step`, and at that step. None later: its cycles could not be confirmed."""
+    last = last_test_step(opts)
+    return 4 <= k <= last and (k % opts.period_every == 0 or k == last)
+
+
+def next_test_step(k: int, opts: SolveOptions) -> int | None:
+    """The first step after ``k`` with a cycle test (None when there is none)."""
+    last = last_test_step(opts)
+    nxt = (max(k, 3) // opts.period_every + 1) * opts.period_every  # tests start at step 4
+    return min(nxt, last) if k < last else None
+
+
+def confirm_step(k: int, opts: SolveOptions) -> int:
+    """The step at which cycles found by the test at step ``k`` are confirmed (within the
+    budget for every test step)."""
+    return k + _confirm_gap(opts)
 
 
 def confirm_period(

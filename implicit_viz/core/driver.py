@@ -20,7 +20,13 @@ from typing import Any
 import torch
 
 from implicit_viz.core.batchops import col_absmax, col_norm, col_sqnorm, take_cols
-from implicit_viz.core.cycles import confirm_period, confirm_step, detect_period
+from implicit_viz.core.cycles import (
+    confirm_period,
+    confirm_step,
+    detect_period,
+    is_test_step,
+    last_test_step,
+)
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.lyapunov import TwinOrbit
@@ -202,6 +208,7 @@ def _run(
     ring = z.new_empty(h, d, bw)
     ring_count = 0
     windowed = opts.period_every >= h
+    last_test = last_test_step(opts)
     # Lyapunov estimates: a twin orbit over the last lyapunov_steps steps of the budget
     lyap_from = max(0, t_max - opts.lyapunov_steps)
     if not opts.lyapunov_steps or slv.iteration_map(f) is None:
@@ -246,7 +253,7 @@ def _run(
         # test are recorded, and compaction (after a test) starts a fresh ring instead of
         # gathering the old one, which is the costly part for large batches.
         confirming = confirm_at is not None and k <= confirm_at
-        if not windowed or (-k) % opts.period_every < h or t_max - k < h or confirming:
+        if not windowed or (-k) % opts.period_every < h or last_test - k < h or confirming:
             ring[k % h] = z
             ring_count += 1
         else:
@@ -256,8 +263,8 @@ def _run(
         # to 0, below any tolerance, so one comparison catches both; dead rows get +inf.
         thr2 = (opts.tol + opts.rtol * col_norm(fz)) ** 2 if opts.rtol else tol2
         key = sq.nan_to_num(nan=0.0, posinf=0.0)
-        check_point = k >= 4 and (k % opts.period_every == 0 or k == t_max)
-        if check_point:
+        check_point = is_test_step(k, opts)
+        if check_point or k == t_max:
             key = key.masked_fill(col_absmax(z) > opts.div_bound, 0.0)
         if n_live < bw:
             key = key.masked_fill(dead_mask, inf)
@@ -305,7 +312,7 @@ def _run(
             # (a windowed ring starts afresh at compaction, so not while it is still read)
             in_window = windowed and (
                 ((-k) % opts.period_every < h and k % opts.period_every)
-                or t_max - k < h
+                or 0 <= last_test - k < h
                 or confirm_at is not None
             )
             if n_live < bw and k % opts.compact_every == 0 and not in_window:

@@ -76,21 +76,7 @@ def sweep_options(spec: Spec, dtype: str = "float32", **overrides: Any) -> Solve
     base.update({k: v for k, v in overrides.items() if v is not None})
     opts = replace(SWEEP_OPTIONS, **base)
     # sparse cycle tests must span the ring of max_period + 2 iterates (see the driver)
-    every = max(opts.period_every, opts.max_period + 2)
-    if "period_every" not in base:
-        every = _test_spacing(opts.max_iter, every, opts.max_period + 2)
-    return replace(opts, period_every=every)
-
-
-def _test_spacing(t_max: int, every: int, least: int) -> int:
-    """The spacing nearest ``every`` (at least ``least``) whose last test before the budget's
-    end, which is always tested, is not much closer to it than the others are to each other
-    (200 steps: tests at 50, 100, 150, 200 rather than 48, 96, 144, 192, 200)."""
-    for gap in range(every + 1):
-        for e in (every - gap, every + gap):
-            if e >= least and (t_max % e == 0 or 2 * (t_max % e) >= e):
-                return e
-    return every
+    return replace(opts, period_every=max(opts.period_every, opts.max_period + 2))
 
 
 _AXIS = re.compile(r"^\s*(?P<target>.+?)\s*=\s*(?P<lo>[^:]+):(?P<hi>[^:]+):(?P<n>[^:]+)\s*$")

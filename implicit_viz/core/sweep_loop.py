@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 import torch
 
 from implicit_viz.core.batchops import col_absmax, col_sqnorm_, take_cols
-from implicit_viz.core.cycles import confirm_period, confirm_step, detect_period, ring_points
+from implicit_viz.core.cycles import (
+    confirm_period,
+    confirm_step,
+    detect_period,
+    is_test_step,
+    next_test_step,
+    ring_points,
+)
 from implicit_viz.core.diagnostics import add_diagnostics
 from implicit_viz.core.lyapunov import TwinOrbit
 from implicit_viz.core.problem import FixedPointMap
@@ -199,10 +206,10 @@ class _Work:
 
 def _carry(opts: SolveOptions, h: int, k: int, ring_count: int, confirm_at: int | None) -> int:
     """Ring slots up to step k that the next cycle test (or confirmation) still reads."""
-    next_test = min((k // opts.period_every + 1) * opts.period_every, opts.max_iter)
-    if confirm_at is not None:
-        next_test = min(next_test, confirm_at)
-    return max(0, min(ring_count, h, k - next_test + h))
+    reads = [s for s in (next_test_step(k, opts), confirm_at) if s is not None]
+    if not reads:
+        return 0
+    return max(0, min(ring_count, h, k - min(reads) + h))
 
 
 def _worth_compacting(w: _Work, n_live: int, carry: int) -> bool:
@@ -243,8 +250,8 @@ def run_lean(
     cancelled = False
     k = 0
     for k in range(t_max + 1):
-        check = k >= 4 and (k % opts.period_every == 0 or k == t_max)
-        w.stop_test(k, check, opts.div_bound)
+        check = is_test_step(k, opts)
+        w.stop_test(k, check or k == t_max, opts.div_bound)
         n_live = -1  # unknown until counted
         if k == w.confirm_at:
             _confirm_cycles(w, out, opts, k)

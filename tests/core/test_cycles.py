@@ -123,5 +123,26 @@ def test_a_cycle_is_confirmed_a_few_steps_after_the_test_that_finds_it(every, fo
     step = min(every, cycles.CONFIRM_AFTER)
     assert all(it % every == step % every for it in res.iterations.tolist())
     assert all(found_at + step <= it <= 60 + step for it in res.iterations.tolist())
-    assert cycles.confirm_step(300 - step, opts) == 300
-    assert cycles.confirm_step(300 - step + 1, opts) is None
+    assert cycles.confirm_step(cycles.last_test_step(opts), opts) == 300
+
+
+@pytest.mark.parametrize(
+    ("max_iter", "every"), [(200, 48), (200, 50), (300, 8), (97, 8), (60, 34), (41, 40), (5, 8)]
+)
+def test_every_cycle_test_can_be_confirmed_within_the_budget(max_iter, every):
+    """Tests run every period_every steps and at the last step whose cycles can still be
+    confirmed; each confirmation lands within the budget, the last one on its last step."""
+    opts = SolveOptions(max_iter=max_iter, period_every=every)
+    tests = [k for k in range(max_iter + 1) if cycles.is_test_step(k, opts)]
+    gap = min(every, cycles.CONFIRM_AFTER)
+    regular = [k for k in range(4, max_iter - gap + 1) if k % every == 0]
+    last = max_iter - gap
+    assert tests == (sorted(set(regular) | {last}) if last >= 4 else [])
+    assert all(cycles.confirm_step(k, opts) <= max_iter for k in tests)
+    if tests:
+        assert cycles.confirm_step(tests[-1], opts) == max_iter
+    # next_test_step walks the same list
+    walked, k = [], -1
+    while (k := cycles.next_test_step(k, opts)) is not None:
+        walked.append(k)
+    assert walked == tests

@@ -26,7 +26,6 @@ from implicit_viz.core.status import Status
 from implicit_viz.core.sweep import (
     MAX_AXIS_CELLS,
     MAX_TILE,
-    SWEEP_OPTIONS,
     Axis,
     SweepRequest,
     bytes_per_cell,
@@ -1157,20 +1156,3 @@ def test_unique_rows_equals_numpys_row_unique(keys):
     _, want_first, want_inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     np.testing.assert_array_equal(first, want_first)
     np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
-
-
-@pytest.mark.parametrize("max_iter", [60, 100, 200, 333, 1000, 4999, 5000])
-def test_sweep_cycle_tests_are_evenly_spaced_up_to_the_budget(max_iter):
-    """The test at the budget's last step always runs, so the sparse tests are spread evenly
-    up to it: none closer to the last one than to the others, each window spanning the ring
-    (max_period + 2 steps), two or more for the confirmation; an explicit period_every is kept."""
-    tanh_spec = load_spec("tanh_layer")
-    opts = sweep_options(tanh_spec, max_iter=max_iter)
-    every = opts.period_every
-    tests = sorted({k for k in range(4, max_iter + 1) if k % every == 0} | {max_iter})
-    gaps = np.diff(tests)
-    assert every >= opts.max_period + 2
-    assert len(tests) >= 2  # a cycle is confirmed by two tests
-    assert 2 * gaps.min() >= every  # no short gap before the last test
-    assert abs(every - SWEEP_OPTIONS.period_every) <= SWEEP_OPTIONS.period_every // 2
-    assert sweep_options(tanh_spec, max_iter=max_iter, period_every=40).period_every == 40
