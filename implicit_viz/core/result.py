@@ -33,8 +33,8 @@ class SolveOptions:
     max_period : int
         Longest cycle looked for (periods 2..max_period).
     period_every : int
-        Steps between cycle tests (and a last test when the budget runs out). A cycle found
-        by a test counts once it still holds ``min(period_every, 8)`` steps later.
+        Steps between cycle tests. A cycle found by a test counts once it still holds
+        ``c = min(period_every, 8)`` steps later; the last test runs at ``max_iter - c``.
     trace : bool
         Record ``z`` at every step (``trajectory``).
     history : bool
