@@ -21,12 +21,18 @@ from implicit_viz.core.batchops import col_absmax, col_sqnorm_, take_cols
 StepMap = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: Steps between renormalisations of a twin: it grows (or shrinks) freely over that many
+#: steps, which is still linear at its distance ``eps`` and halves the bookkeeping.
+RENORM_EVERY = 2
+
+
 class TwinOrbit:
     """Twins of a batch of orbits ``(D, B)``, started at the orbits' current iterates.
 
     Call :meth:`advance` once per step of the orbits, with the map they step by and their new
-    iterates; :meth:`exponent` is the estimate over the steps taken so far. All directions
-    start along one fixed unit vector (seeded), so an estimate does not depend on the batch.
+    iterates; :meth:`exponent` is the estimate over the steps taken so far (up to the last
+    renormalisation, every :data:`RENORM_EVERY` steps). All directions start along one fixed
+    unit vector (seeded), so an estimate does not depend on the batch.
     """
 
     def __init__(self, z: torch.Tensor) -> None:
@@ -35,55 +41,53 @@ class TwinOrbit:
         v = torch.randn(d, 1, generator=gen, dtype=torch.float64)
         v = (v / v.norm()).to(z)
         self.eps = torch.finfo(z.dtype).eps ** 0.5 * (1 + col_absmax(z))  # (B,)
-        self.twin = torch.addcmul(z, v, self.eps)  # (D, B)
         self.log_sq = torch.zeros(b, dtype=z.dtype, device=z.device)  # sum of log(growth^2)
         self.steps = 0
-        self._floor = torch.finfo(z.dtype).tiny ** 0.5  # squared distances below count as it
+        self.renorms = 0
+        self._tiny = torch.finfo(z.dtype).tiny
         self._buffers(d, b)
+        self.twin = torch.addcmul(z, v, self.eps, out=self._twin)  # (D, B)
 
     def _buffers(self, d: int, b: int) -> None:
-        self._dz = self.twin.new_empty(d, b)
-        self._dz2 = self.twin.new_empty(d, b)
-        self._sq = self.twin.new_empty(b)
-        self._grown: torch.Tensor | None = None  # growth^2 of the step before, not yet logged
+        self._twin = self.eps.new_empty(d, b)
+        self._dz = self.eps.new_empty(d, b)
+        self._dz2 = self.eps.new_empty(d, b)
+        self._sq = self.eps.new_empty(b)
 
     def advance(self, step_map: StepMap, z_next: torch.Tensor) -> None:
-        """Step the twins by ``step_map`` and compare them with the orbits' next iterates
-        ``z_next (D, B)``; each twin is then put back at distance ``eps`` from its orbit."""
+        """Step the twins by ``step_map``; every :data:`RENORM_EVERY` steps compare them with
+        the orbits' iterates ``z_next (D, B)`` and put each back at distance ``eps`` from its
+        orbit, along the direction it grew in."""
         nxt = step_map(self.twin)
+        self.steps += 1
+        if self.steps % RENORM_EVERY:
+            self.twin = nxt
+            return
         dz, sq = self._dz, self._sq
         torch.sub(nxt, z_next, out=dz)
-        col_sqnorm_(dz, out=sq, scratch=self._dz2).clamp_min_(self._floor)
-        # log(growth^2) of two steps at once: the floor keeps their product a normal number
-        if self._grown is None:
-            self._grown = sq.clone()
-        else:
-            self.log_sq.add_(self._grown.mul_(sq).log_())
-            self._grown = None
-        torch.addcmul(z_next, dz, sq.rsqrt_().mul_(self.eps), out=self.twin)
-        self.steps += 1
+        col_sqnorm_(dz, out=sq, scratch=self._dz2).clamp_min_(self._tiny)
+        self.log_sq.add_(sq.log())
+        self.twin = torch.addcmul(z_next, dz, sq.rsqrt_().mul_(self.eps), out=self._twin)
+        self.renorms += 1
 
     def take(self, keep: torch.Tensor) -> None:
         """Keep the twins of orbits ``keep (n,)`` (the working batch was compacted)."""
-        grown = self._grown
+        twin = take_cols(self.twin, keep)
         self.eps = self.eps.index_select(0, keep)
         self.log_sq = self.log_sq.index_select(0, keep)
-        self.twin = take_cols(self.twin, keep)
-        self._buffers(self.twin.shape[0], int(keep.shape[0]))
-        if grown is not None:
-            self._grown = grown.index_select(0, keep)
+        self._buffers(twin.shape[0], int(keep.shape[0]))
+        self.twin = self._twin.copy_(twin)
 
     def exponent(self, sel: torch.Tensor | None = None) -> torch.Tensor:
-        """The estimates (per step) of orbits ``sel (n,)`` (all when None): ``(n,)``, NaN
-        where not finite or where no step was taken."""
+        """The estimates (per step) of orbits ``sel (n,)`` (all when None) over the steps up
+        to the last renormalisation: ``(n,)``, NaN where not finite or where there was none."""
         log_sq, eps = self.log_sq, self.eps
-        if self._grown is not None:  # an odd number of steps: the last one is not logged yet
-            log_sq = log_sq + self._grown.log()
         if sel is not None:
             log_sq, eps = log_sq.index_select(0, sel), eps.index_select(0, sel)
-        if not self.steps:
+        if not self.renorms:
             return torch.full_like(log_sq, float("nan"))
-        lam = log_sq * (0.5 / self.steps) - eps.log()
+        # each renormalisation logged |dz|^2 = (eps * growth)^2
+        lam = (log_sq * 0.5 - self.renorms * eps.log()) / (RENORM_EVERY * self.renorms)
         return torch.where(torch.isfinite(lam), lam, torch.full_like(lam, float("nan")))
 
 

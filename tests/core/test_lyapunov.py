@@ -33,10 +33,10 @@ def test_lyapunov_estimate_of_a_scaled_rotation_is_the_log_of_its_scale(dtype, s
     scales = torch.tensor([0.3, 0.9, 1.0, 1.1, 1.5], dtype=torch.float64)
     fmap = _rotation_map(dtype, scales)
     # growing rows start small, so the orbit stays O(1) over the steps (an odd count too:
-    # growth is logged two steps at a time)
+    # twins are renormalised every RENORM_EVERY steps, and a last odd step is not counted)
     z = torch.tensor([[0.3, -1.0, 0.0, 0.02, 1e-4], [0.1, 0.5, 1.0, -0.01, 0.0]])
     lam = lyapunov_estimate(fmap.as_batch_last(), z.to(fmap.dtype), steps)
-    tol = 1e-4 if dtype == "float32" else 1e-9
+    tol = 1e-4 if dtype == "float32" else 1e-8  # eps = 1.5e-8 (1 + |z|): rounding
     np.testing.assert_allclose(lam.double().numpy(), np.log(scales.numpy()), atol=tol)
     # a subset of rows sees its own scales
     sub = torch.tensor([4, 1])
@@ -58,7 +58,7 @@ def test_twins_follow_their_rows_through_compaction():
             z, f = z[:, keep], f.take(keep)
         z = f(z)
         twin.advance(f, z)
-    np.testing.assert_allclose(twin.exponent().numpy(), np.log(scales[keep].numpy()), atol=1e-9)
+    np.testing.assert_allclose(twin.exponent().numpy(), np.log(scales[keep].numpy()), atol=1e-8)
     assert twin.steps == 21
     assert torch.isnan(TwinOrbit(z).exponent()).all()  # no step taken, no estimate
 
