@@ -46,12 +46,13 @@ def detect_period(
     spread = ring_distance(ring[(k - 1) % h].unsqueeze(0), z_t)[0]
     thr = opts.period_tol * (1 + col_absmax(z_t))
     tight = torch.minimum(thr, CYCLE_REL * spread)
-    p0 = first_close_lag(ring, k, h, ps, tight)
+    p0, n_close = first_close_lag(ring, k, h, ps, tight)
     able = (p0 > 0) & (spread > 10 * thr) & ~done
     rows = able.nonzero().squeeze(1)
     per = torch.zeros(z_t.shape[1], dtype=torch.int64, device=ring.device)
     if rows.numel():
-        per[rows] = period_of_rows(ring, rows, k, h, ps, tight[rows], p0[rows])
+        more = n_close[rows] > 1  # rows with another candidate lag beyond p0
+        per[rows] = period_of_rows(ring, rows, k, h, ps, tight[rows], p0[rows], more)
     return per > 0, per
 
 
@@ -114,28 +115,31 @@ LAGS_AT_ONCE_MAX_WIDTH = 2048
 
 def first_close_lag(
     ring: torch.Tensor, k: int, h: int, ps: range, tight: torch.Tensor
-) -> torch.Tensor:
-    """Smallest lag ``p`` in ``ps`` with ``|ring[k-p, 0] - ring[k, 0]| <= tight``, 0 where none:
-    ``(h, D, B)`` -> ``(B,)`` int64. Elementwise float ops on ``(B,)`` vectors, one lag at a
-    time: ``best`` holds ``top - p`` of the smallest close lag so far."""
-    top = float(ps[-1] + 1)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest lag ``p`` in ``ps`` with ``|ring[k-p, 0] - ring[k, 0]| <= tight``, 0 where none,
+    and how many lags in ``ps`` are that close: ``(h, D, B)`` -> ``(B,)`` int64, ``(B,)``
+    float. Elementwise float ops on ``(B,)`` vectors, one lag at a time."""
     z0 = ring[k % h, 0]
     if z0.shape[0] <= LAGS_AT_ONCE_MAX_WIDTH:
         # Narrow batches (a live solve is one row): all lags in a handful of operations on a
-        # (P, Bw) block instead of three per lag; the same comparisons, the same result.
+        # (P, Bw) block instead of five per lag; the same comparisons, the same result.
         lags = torch.arange(ps[0], ps[-1] + 1, device=ring.device)
         block = ring[:, 0].index_select(0, (k - lags) % h)  # (P, Bw), row i is lag ps[i]
         close = (block - z0).abs_() <= tight
-        best = (close * (top - lags.to(ring.dtype))[:, None]).amax(dim=0)
-        return torch.where(best > 0, top - best, 0.0).to(torch.int64)
+        first = close.to(torch.int8).argmax(dim=0)  # the first close lag (0 when none is)
+        n_close = close.sum(dim=0).to(ring.dtype)
+        return torch.where(n_close > 0, lags[first], 0), n_close
+    top = float(ps[-1] + 1)
     buf = torch.empty_like(z0)
     close = torch.empty_like(z0)
-    best = torch.zeros_like(z0)
+    best = torch.zeros_like(z0)  # top - p of the smallest close lag p so far
+    n_close = torch.zeros_like(z0)
     for p in ps:
         torch.sub(ring[(k - p) % h, 0], z0, out=buf).abs_()
         torch.le(buf, tight, out=close)
+        n_close.add_(close)
         torch.maximum(best, close.mul_(top - p), out=best)
-    return torch.where(best > 0, top - best, 0.0).to(torch.int64)
+    return torch.where(best > 0, top - best, 0.0).to(torch.int64), n_close
 
 
 def period_of_rows(
@@ -146,10 +150,12 @@ def period_of_rows(
     ps: range,
     tight: torch.Tensor,
     p0: torch.Tensor,
+    more: torch.Tensor,
 ) -> torch.Tensor:
     """The full cycle test on ``rows (n,)`` of ``ring (h, D, B)``, given each row's bound
-    ``tight (n,)`` and first candidate lag ``p0 (n,)`` (no smaller lag can match): the period
-    of each row, 0 where none. Rows whose ``p0`` fails are tested at every lag."""
+    ``tight (n,)``, first candidate lag ``p0 (n,)`` (no smaller lag can match) and whether it
+    has other candidates ``more (n,)`` bool: the period of each row, 0 where none. Rows whose
+    ``p0`` fails are tested at every lag, when they have another candidate."""
     dev = ring.device
     slot = torch.tensor([(k - lag) % h for lag in range(h)], device=dev)  # lag -> ring slot
     z_t = ring_points(ring, torch.full_like(rows, k % h), rows)  # (n, D)
@@ -175,7 +181,7 @@ def period_of_rows(
         first = near.argmax(dim=1, keepdim=True)  # first divisor that fits
         q = torch.where(near.gather(1, first)[:, 0] > 0, lags.gather(1, first)[:, 0], 0)
         per[sel] = torch.where(q > 0, q, per.index_select(0, sel))
-    again = (~ok).nonzero().squeeze(1)
+    again = (~ok & more).nonzero().squeeze(1)
     if again.numel():
         sub = take_cols(ring, rows.index_select(0, again))
         per[again] = period_all_lags(sub, k, h, ps, tight.index_select(0, again))

@@ -90,14 +90,15 @@ def test_prefilter_gives_the_same_lags_one_lag_at_a_time_or_all_at_once(monkeypa
     tight = torch.full((width,), 0.05, dtype=torch.float64)
     ps = range(2, 33)
     monkeypatch.setattr(cycles, "LAGS_AT_ONCE_MAX_WIDTH", 10**9)
-    at_once = cycles.first_close_lag(ring, k, h, ps, tight)
+    at_once, n_at_once = cycles.first_close_lag(ring, k, h, ps, tight)
     monkeypatch.setattr(cycles, "LAGS_AT_ONCE_MAX_WIDTH", 0)
-    per_lag = cycles.first_close_lag(ring, k, h, ps, tight)
-    assert torch.equal(at_once, per_lag)
-    # and by hand: the smallest lag whose first component is within tight
+    per_lag, n_per_lag = cycles.first_close_lag(ring, k, h, ps, tight)
+    assert torch.equal(at_once, per_lag) and torch.equal(n_at_once, n_per_lag)
+    # and by hand: the smallest lag whose first component is within tight, and their count
     for row in range(width):
         close = [p for p in ps if abs(ring[(k - p) % h, 0, row] - ring[k % h, 0, row]) <= 0.05]
         assert int(at_once[row]) == (close[0] if close else 0)
+        assert int(n_at_once[row]) == len(close)
 
 
 @pytest.mark.parametrize("general", [False, True], ids=["lean-loop", "general-loop"])
