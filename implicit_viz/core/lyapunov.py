@@ -1,7 +1,7 @@
 """Largest Lyapunov exponents of iterations, by Benettin's twin-orbit method.
 
 A neighbour at distance ``eps = sqrt(machine eps) (1 + ||z||_inf)`` is carried along each
-orbit and renormalised to that distance every step, along the direction it grew in; the
+orbit and renormalised to that distance every second step, along the direction it grew in; the
 exponent is the mean log growth per step (natural log). Negative: the orbit contracts (a
 fixed point or a cycle); about 0: a quasi-periodic orbit; positive: chaos.
 
