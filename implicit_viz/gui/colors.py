@@ -173,20 +173,32 @@ def _plotted(pi) -> tuple[list, list]:
     return curves, points
 
 
-#: A legend taller than this share of its plot lays its entries out in one row.
+#: A legend taller than this share of its plot spreads its entries over more columns.
 _TALL_LEGEND = 0.5
 
 
-def _fit_rows(legend, view_height: float) -> None:
-    """The legend's own column count, or all entries in one row when that would make it
-    taller than :data:`_TALL_LEGEND` of the plot (a plot squeezed by its neighbours)."""
+def _entry_width(legend) -> float:
+    """Width of the widest entry (sample, label and the spacing after each), pixels."""
+    gap = max(legend.layout.horizontalSpacing(), 0.0)
+    return max(s.boundingRect().width() + lab.boundingRect().width() for s, lab in legend.items) + (
+        2 * gap
+    )
+
+
+def _fit_rows(legend, view_width: float, view_height: float) -> None:
+    """The legend's own column count, or, when that would make it taller than
+    :data:`_TALL_LEGEND` of the plot (a plot squeezed by its neighbours), the fewest columns
+    that make it short enough; never more columns than the plot's width holds, so the legend
+    is never wider than its plot."""
     n = len(legend.items)
     base = getattr(legend, "base_columns", 1)
-    if n <= base:
+    if n <= 1:
         return
     row_height = legend.height() / max(legend.rowCount, 1)
-    tall = row_height * math.ceil(n / base) > _TALL_LEGEND * view_height
-    want = n if tall else base
+    fits = max(1, int((view_width - 20) // _entry_width(legend)))  # 10 px margin each side
+    want = min(base, fits)
+    while want < min(n, fits) and row_height * math.ceil(n / want) > _TALL_LEGEND * view_height:
+        want += 1
     if want != legend.columnCount:
         legend.setColumnCount(want)
 
@@ -204,7 +216,7 @@ def place_legend(pw: pg.PlotWidget) -> str | None:
     w, h = vb.width(), vb.height()
     if w <= 0 or h <= 0:
         return None
-    _fit_rows(legend, h)
+    _fit_rows(legend, w, h)
     curves, points = _plotted(pi)
     corner = emptiest_corner(curves, (legend.width() + 10) / w, (legend.height() + 10) / h, points)
     if corner != legend.corner:

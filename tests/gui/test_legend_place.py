@@ -136,3 +136,24 @@ def test_a_squeezed_plot_lays_its_legend_out_in_one_row_and_back(qtbot):
     view.current_plot().setMaximumHeight(16777215)
     view.current_plot().setFixedHeight(500)
     qtbot.waitUntil(lambda: legend.columnCount == 1, timeout=5000)
+
+
+@pytest.mark.parametrize("width", [200, 330])
+def test_a_squeezed_legend_is_never_wider_than_its_plot(qtbot, width):
+    """A plot short and narrow: the legend spreads over as many columns as the plot's width
+    holds, and no more (all its entries stay in view)."""
+    view = shown(qtbot, ResidualView())
+    view.show_snapshot(snapshot("tanh_layer"))  # three solvers
+    qtbot.wait(50)
+    pw = view.current_plot()
+    legend = pw.getPlotItem().legend
+    pw.setFixedSize(width, 130)
+    qtbot.waitUntil(lambda: legend.columnCount != 1 or width < 300, timeout=5000)
+    qtbot.wait(100)
+    place_legend(pw)
+    vb = pw.getPlotItem().getViewBox()
+    box = legend.mapRectToScene(legend.boundingRect())
+    view_box = vb.mapRectToScene(vb.boundingRect())
+    assert box.width() <= view_box.width()
+    assert view_box.left() <= box.left() and box.right() <= view_box.right() + 1
+    assert 1 <= legend.columnCount <= 3
