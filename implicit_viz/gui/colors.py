@@ -177,12 +177,29 @@ def _plotted(pi) -> tuple[list, list]:
 _TALL_LEGEND = 0.5
 
 
-def _entry_width(legend) -> float:
-    """Width of the widest entry (sample, label and the spacing after each), pixels."""
+def legend_width(legend, columns: int) -> float:
+    """Width in pixels the legend's entries take laid out in ``columns`` columns (row by row,
+    as pyqtgraph fills them): per column the sample and the widest label text, plus the
+    grid's spacing. From the text itself, not the labels' boxes, which the grid stretches."""
     gap = max(legend.layout.horizontalSpacing(), 0.0)
-    return max(s.boundingRect().width() + lab.boundingRect().width() for s, lab in legend.items) + (
-        2 * gap
-    )
+    widths = [
+        (sample.boundingRect().width(), label.item.boundingRect().width())
+        for sample, label in legend.items
+    ]
+    per_column = [
+        max(s for s, _ in widths[j::columns]) + max(t for _, t in widths[j::columns])
+        for j in range(min(columns, len(widths)))
+    ]
+    return sum(per_column) + gap * (2 * len(per_column) - 1)
+
+
+def legend_columns_that_fit(legend, width: float, most: int) -> int:
+    """The most columns, up to ``most``, that lay the legend out within ``width`` pixels
+    (1 when even one column is wider)."""
+    cols = max(1, most)
+    while cols > 1 and legend_width(legend, cols) > width:
+        cols -= 1
+    return cols
 
 
 def _fit_rows(legend, view_width: float, view_height: float) -> None:
@@ -195,7 +212,7 @@ def _fit_rows(legend, view_width: float, view_height: float) -> None:
     if n <= 1:
         return
     row_height = legend.height() / max(legend.rowCount, 1)
-    fits = max(1, int((view_width - 20) // _entry_width(legend)))  # 10 px margin each side
+    fits = legend_columns_that_fit(legend, view_width - 40, n)  # margins and the legend's box
     want = min(base, fits)
     while want < min(n, fits) and row_height * math.ceil(n / want) > _TALL_LEGEND * view_height:
         want += 1

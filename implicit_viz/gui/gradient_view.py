@@ -21,12 +21,13 @@ the plots keep the last good report. The view computes nothing beyond choosing w
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -55,6 +56,7 @@ from implicit_viz.core.spec import Spec
 from implicit_viz.gui.colors import (
     FOREGROUND,
     OKABE_ITO,
+    legend_columns_that_fit,
     new_plot_widget,
     set_title,
     settle,
@@ -207,9 +209,12 @@ def run_text(report: GradReport, seconds: float | None) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def _legend_below(pi: pg.PlotItem, columns: int) -> pg.LegendItem:
+def _legend_below(pw: pg.PlotWidget, columns: int) -> pg.LegendItem:
     """A legend in a row of its own under the x axis, so it never hides a curve or a level's
-    label; items added with a ``name`` join it (``pi.legend``)."""
+    label; items added with a ``name`` join it (``pi.legend``). It has ``columns`` columns, or
+    fewer when the plot is too narrow for them (a legend wider than its plot would widen the
+    plot beyond its window)."""
+    pi = pw.getPlotItem()
     legend = pg.LegendItem(
         labelTextColor=FOREGROUND,
         brush=pg.mkBrush(255, 255, 255, 0),
@@ -219,7 +224,36 @@ def _legend_below(pi: pg.PlotItem, columns: int) -> pg.LegendItem:
     )
     pi.layout.addItem(legend, 4, 1)
     pi.legend = legend
+    _ColumnsFit(pw, legend, columns)
     return legend
+
+
+class _ColumnsFit(QObject):
+    """Sets a legend's column count to what its plot widget's width holds (at most
+    ``columns``) whenever the widget is resized. Owned by the widget; holds the legend weakly
+    (no reference cycle through Qt objects)."""
+
+    #: Pixels of the widget's width not available to the legend (the y axis and margins).
+    RESERVED = 70
+
+    def __init__(self, pw: pg.PlotWidget, legend: pg.LegendItem, columns: int) -> None:
+        super().__init__(pw)
+        self._legend = weakref.ref(legend)
+        self._columns = columns
+        pw.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Resize:
+            self.fit(obj.width())
+        return False
+
+    def fit(self, width: float) -> None:
+        legend = self._legend()
+        if legend is None or not legend.items:
+            return
+        want = legend_columns_that_fit(legend, width - self.RESERVED, self._columns)
+        if want != legend.columnCount:
+            legend.setColumnCount(want)
 
 
 class _MethodPlot:
@@ -231,7 +265,7 @@ class _MethodPlot:
         self.log_y = log_y
         pi = self.widget.getPlotItem()
         pi.setLogMode(x=False, y=log_y)
-        self.legend = _legend_below(pi, legend_columns)
+        self.legend = _legend_below(self.widget, legend_columns)
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.levels: dict[str, pg.InfiniteLine] = {}
         for name in CURVES:

@@ -374,3 +374,18 @@ def test_worker_spec_error_message_as_is(qtbot):
         assert failed.args == [1, str(info.value)]
     finally:
         worker.shutdown()
+
+
+@pytest.mark.parametrize("width", [700, 950, 1400])
+def test_plot_legends_never_widen_their_plots_beyond_the_window(qtbot, view, width):
+    """The legends under the plots take as many columns as each plot's width holds, so no
+    plot is laid out wider than its widget (its right part would be cut off)."""
+    view.resize(width, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    qtbot.wait(50)
+    for plot in (view._error_plot, view._memory_plot):
+        pw = plot.widget
+        item = pw.getPlotItem()
+        assert item.geometry().width() <= pw.viewport().width() + 1
+        assert 1 <= plot.legend.columnCount <= 3
