@@ -472,32 +472,22 @@ class MainWindow(QMainWindow):
         return view[which].current_plot()
 
     def export_plot(self, which: str, path: str | Path) -> Path | None:
-        from implicit_viz.core.export import ExportError
         from implicit_viz.gui.plot_export import export_plot
 
-        try:
-            out = export_plot(self.plot_widget(which), path)
-        except (ExportError, OSError, ValueError) as exc:
-            self.report_error(f"plot export failed: {exc}")
-            return None
-        self.show_message(f"wrote {out}")
-        return out
+        return self._export(
+            lambda: export_plot(self.plot_widget(which), path), "plot export failed"
+        )
 
     def export_traces(self, path: str | Path) -> Path | None:
         """z and the residual per step, per solver, of the shown solve (.csv, .npz, .json)."""
-        from implicit_viz.core.export import ExportError, write_trace
+        from implicit_viz.core.export import write_trace
 
         if self._snapshot is None or self._spec is None:
             self.report_error("nothing to export yet: no solve has finished")
             return None
         spec = self._spec.with_overrides(self._snapshot.values)
-        try:
-            out = write_trace(path, spec, list(self._snapshot.results))
-        except (ExportError, OSError, ValueError) as exc:
-            self.report_error(f"trace export failed: {exc}")
-            return None
-        self.show_message(f"wrote {out}")
-        return out
+        results = list(self._snapshot.results)
+        return self._export(lambda: write_trace(path, spec, results), "trace export failed")
 
     def export_basins_data(self, path: str | Path) -> Path | None:
         """The last sweep's arrays (.npz/.json, as `implicit-viz sweep --out`)."""
