@@ -97,15 +97,38 @@ def confirm_period(
     """The cycle test of :func:`detect_period` at step ``k`` for ``rows (n,)`` at their
     candidate periods ``per (n,)`` only (the ring must hold ``per + 2`` iterates up to k):
     ``(n,)`` bool."""
-    slot = torch.tensor([(k - lag) % h for lag in range(h)], device=ring.device)
-    z_t = ring_points(ring, torch.full_like(rows, k % h), rows)  # (n, D)
-    z_t1 = ring_points(ring, torch.full_like(rows, (k - 1) % h), rows)
+    slot, z_t, z_t1 = _last_two(ring, k, h, rows)
     spread = row_distance(z_t1, z_t)
     thr = opts.period_tol * (1 + z_t.abs().amax(dim=1))
     tight = torch.minimum(thr, CYCLE_REL * spread)
-    d1 = row_distance(ring_points(ring, slot.index_select(0, per), rows), z_t)
-    d2 = row_distance(ring_points(ring, slot.index_select(0, per + 1), rows), z_t1)
-    return (d1 <= tight) & (d2 <= tight) & (spread > 10 * thr)
+    return _matches(ring, slot, rows, per, z_t, z_t1, tight) & (spread > 10 * thr)
+
+
+def _last_two(
+    ring: torch.Tensor, k: int, h: int, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``slot (h,)`` (lag -> ring slot) and the iterates ``z_k``, ``z_{k-1}`` of ``rows (n,)``,
+    each ``(n, D)``."""
+    slot = torch.tensor([(k - lag) % h for lag in range(h)], device=ring.device)
+    z_t = ring_points(ring, torch.full_like(rows, k % h), rows)
+    z_t1 = ring_points(ring, torch.full_like(rows, (k - 1) % h), rows)
+    return slot, z_t, z_t1
+
+
+def _matches(
+    ring: torch.Tensor,
+    slot: torch.Tensor,
+    rows: torch.Tensor,
+    lag: torch.Tensor,
+    z_t: torch.Tensor,
+    z_t1: torch.Tensor,
+    tight: torch.Tensor,
+) -> torch.Tensor:
+    """Whether ``z_T ~ z_{T-lag}`` and ``z_{T-1} ~ z_{T-1-lag}`` within ``tight`` for each of
+    ``rows (n,)`` at its own ``lag (n,)``: ``(n,)`` bool."""
+    d1 = row_distance(ring_points(ring, slot.index_select(0, lag), rows), z_t)
+    d2 = row_distance(ring_points(ring, slot.index_select(0, lag + 1), rows), z_t1)
+    return (d1 <= tight) & (d2 <= tight)
 
 
 #: Up to this many rows the cycle prefilter tests every lag at once (cheaper than one lag at
@@ -157,12 +180,8 @@ def period_of_rows(
     has other candidates ``more (n,)`` bool: the period of each row, 0 where none. Rows whose
     ``p0`` fails are tested at every lag, when they have another candidate."""
     dev = ring.device
-    slot = torch.tensor([(k - lag) % h for lag in range(h)], device=dev)  # lag -> ring slot
-    z_t = ring_points(ring, torch.full_like(rows, k % h), rows)  # (n, D)
-    z_t1 = ring_points(ring, torch.full_like(rows, (k - 1) % h), rows)
-    d1 = row_distance(ring_points(ring, slot.index_select(0, p0), rows), z_t)
-    d2 = row_distance(ring_points(ring, slot.index_select(0, p0 + 1), rows), z_t1)
-    ok = (d1 <= tight) & (d2 <= tight)
+    slot, z_t, z_t1 = _last_two(ring, k, h, rows)
+    ok = _matches(ring, slot, rows, p0, z_t, z_t1, tight)
     per = torch.where(ok, p0, 0)
     # Divisors: an orbit closing in on a q-cycle with multiplier near -1 matches 2q before q;
     # the smallest divisor q of p within 100 x the tolerance is the period.

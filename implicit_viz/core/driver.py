@@ -29,7 +29,7 @@ from implicit_viz.core.cycles import (
 )
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
-from implicit_viz.core.lyapunov import TwinOrbit
+from implicit_viz.core.lyapunov import TwinOrbit, twin_start_step
 from implicit_viz.core.problem import FixedPointMap
 from implicit_viz.core.result import MAX_TRACE_BYTES, SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver, get_solver
@@ -210,9 +210,7 @@ def _run(
     windowed = opts.period_every >= h
     last_test = last_test_step(opts)
     # Lyapunov estimates: a twin orbit over the last lyapunov_steps steps of the budget
-    lyap_from = max(0, t_max - opts.lyapunov_steps)
-    if not opts.lyapunov_steps or slv.iteration_map(f) is None:
-        lyap_from = t_max  # never
+    lyap_from = twin_start_step(t_max, opts.lyapunov_steps, slv.iteration_map(f) is not None)
     twin: TwinOrbit | None = None
     cancelled = False
     k = 0
@@ -253,7 +251,7 @@ def _run(
         # test are recorded, and compaction (after a test) starts a fresh ring instead of
         # gathering the old one, which is the costly part for large batches.
         confirming = confirm_at is not None and k <= confirm_at
-        if not windowed or (-k) % opts.period_every < h or last_test - k < h or confirming:
+        if not windowed or (-k) % opts.period_every < h or 0 <= last_test - k < h or confirming:
             ring[k % h] = z
             ring_count += 1
         else:

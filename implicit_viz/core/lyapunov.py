@@ -21,6 +21,15 @@ from implicit_viz.core.batchops import col_absmax, col_sqnorm_, take_cols
 StepMap = Callable[[torch.Tensor], torch.Tensor]
 
 
+def twin_start_step(max_iter: int, lyapunov_steps: int, has_map: bool) -> int | None:
+    """The step at which a driver loop starts its :class:`TwinOrbit`: ``lyapunov_steps``
+    before the budget's end (at 0 when the budget is shorter); None for no estimate (turned
+    off, or a solver that iterates no map of ``z`` alone)."""
+    if not lyapunov_steps or not has_map:
+        return None
+    return max(0, max_iter - lyapunov_steps)
+
+
 #: Steps between renormalisations of a twin: it grows (or shrinks) freely over that many
 #: steps, which is still linear at its distance ``eps`` and halves the bookkeeping.
 RENORM_EVERY = 2

@@ -34,7 +34,7 @@ from implicit_viz.core.cycles import (
     ring_points,
 )
 from implicit_viz.core.diagnostics import add_diagnostics
-from implicit_viz.core.lyapunov import TwinOrbit
+from implicit_viz.core.lyapunov import TwinOrbit, twin_start_step
 from implicit_viz.core.problem import FixedPointMap
 from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver
@@ -244,9 +244,7 @@ def run_lean(
     z = z_start.T.contiguous()
     w = _Work(f, z, f(z), tol2, h)
     # Lyapunov estimates: a twin orbit over the last lyapunov_steps steps of the budget
-    lyap_from = max(0, t_max - opts.lyapunov_steps)
-    if not opts.lyapunov_steps or slv.iteration_map(f) is None:
-        lyap_from = t_max  # never
+    lyap_from = twin_start_step(t_max, opts.lyapunov_steps, slv.iteration_map(f) is not None)
     cancelled = False
     k = 0
     for k in range(t_max + 1):
