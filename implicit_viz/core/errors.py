@@ -73,3 +73,21 @@ class SolverError(ValueError):
 
 class SweepError(ValueError):
     """A sweep request is impossible (empty range, zero resolution, budget too small, ...)."""
+
+
+class LimitError(ValueError):
+    """A request would exceed a resource budget (memory, compute, file size) of
+    :mod:`implicit_viz.core.limits`. Raised *before* anything is allocated or computed.
+
+    Attributes
+    ----------
+    message : str
+        What would be needed and what the limit is, in one sentence.
+    field : str or None
+        What the user set that asks for it: ``"anderson.m"``, ``"tensors.W"``, ``"--memory-mb"``.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
