@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from implicit_viz.core.jacobians import jacobian
+from implicit_viz.core.cost import META, count, dense_linalg_flops
+from implicit_viz.core.errors import LimitError
+from implicit_viz.core.jacobians import jacobian, jacobian_batch_last, jacobian_bytes
+from implicit_viz.core.limits import MAX_DIAGNOSTIC_FLOPS, check_cost, check_memory
 from implicit_viz.core.solvers.base import eigenvalues
 from implicit_viz.core.status import Status
 
@@ -23,9 +26,6 @@ if TYPE_CHECKING:
     from implicit_viz.core.problem import FixedPointMap
     from implicit_viz.core.result import SolveResult
     from implicit_viz.core.solvers.base import Solver
-
-#: Largest batch * D * D for which diagnostics compute full Jacobians.
-MAX_JACOBIAN_ENTRIES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,9 @@ def add_diagnostics(
     """A copy of ``result`` with spectral radius, Jacobian norm, predicted and observed rates.
 
     Jacobian-based numbers are computed at converged elements only (NaN elsewhere), and skipped
-    (all NaN) when the batch is too large for dense Jacobians. ``known`` (same batch size) holds
+    (all NaN, the reason in ``extra["diagnostics_skipped"]``) when the dense Jacobians would
+    exceed the memory budget or their cost :data:`MAX_DIAGNOSTIC_FLOPS` (see
+    :func:`check_diagnostic_cost`): diagnostics are a bonus, never worth a long wait. ``known`` (same batch size) holds
     Jacobian summaries already computed, e.g. by another solver: they are reused for elements
     whose ``z*`` lies within ``max(1e-6, 100 tol) (1 + ||z*||)`` of the known point (solvers
     stopped by the same tolerance land that close to each other).
@@ -104,7 +106,13 @@ def add_diagnostics(
     nan = torch.full((b,), float("nan"), dtype=result.z.dtype, device=result.z.device)
     rho, norm, pred = nan.clone(), nan.clone(), nan.clone()
     conv = result.status == int(Status.CONVERGED)
-    if b * d * d <= MAX_JACOBIAN_ENTRIES and bool(conv.any()):
+    skipped = None
+    if bool(conv.any()):
+        try:
+            check_diagnostic_cost(fmap, int(conv.sum()))
+        except LimitError as exc:
+            skipped = f"diagnostics skipped: {exc}"
+    if skipped is None and bool(conv.any()):
         eig = torch.full((b, d), complex(float("nan"), 0.0), device=result.z.device)
         eig = eig.to(torch.complex128 if result.z.dtype == torch.float64 else torch.complex64)
         todo = conv.clone()
@@ -133,6 +141,8 @@ def add_diagnostics(
     else:
         obs = torch.full_like(nan, float("nan"))
     extra = dict(result.extra)
+    if skipped is not None:
+        extra["diagnostics_skipped"] = skipped
     if eig is not None:
         extra["jacobian_info"] = JacobianInfo(z=result.z, eigvals=eig, norm=norm)
     return replace(
@@ -143,6 +153,33 @@ def add_diagnostics(
         observed_rate=obs,
         extra=extra,
     )
+
+
+def check_diagnostic_cost(fmap: FixedPointMap, batch: int) -> None:
+    """Raise :class:`LimitError` when the Jacobians of ``batch`` rows (by autograd: ``f`` on
+    ``D`` copies of each row, and its backward pass) and their eigenvalues and 2-norms would
+    take more than the memory budget or :data:`MAX_DIAGNOSTIC_FLOPS`.
+
+    The autograd part is counted on meta tensors (no compute): a map built of many small
+    operations (a 2,200-entry vector literal) is cheap to evaluate but costs ``D^2`` per
+    operation in the backward pass."""
+    d = fmap.dim
+    check_memory(
+        f"the Jacobians at z* ({batch} x {d} x {d})",
+        jacobian_bytes(d, batch, fmap.dtype),
+        field="diagnostics",
+    )
+    flops = dense_linalg_flops(d, batch)
+    check_cost("the eigenvalues of df/dz at z*", flops, MAX_DIAGNOSTIC_FLOPS, field="diagnostics")
+    meta = fmap.to_meta()
+    rows = 1 if meta.batch is None else meta.batch
+    z = torch.empty(d, rows, dtype=fmap.dtype, device=META)
+    try:
+        _, cost = count(lambda: jacobian_batch_last(meta.as_batch_last(), z))
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return  # an operation without a meta kernel: cost unknown, computed as before
+    flops += cost.flops * (batch if meta.batch is None else batch / rows)
+    check_cost("df/dz at z* and its eigenvalues", flops, MAX_DIAGNOSTIC_FLOPS, field="diagnostics")
 
 
 def known_info(result: SolveResult) -> JacobianInfo | None:

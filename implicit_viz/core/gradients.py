@@ -52,8 +52,9 @@ from implicit_viz.core.device import resolve_device, resolve_dtype
 from implicit_viz.core.driver import resolve_solver, solve
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.expr import CompiledExpression, compile_expression, constant_key
-from implicit_viz.core.jacobians import jacobian_batch_last
+from implicit_viz.core.jacobians import jacobian_batch_last, jacobian_bytes
 from implicit_viz.core.jsonsafe import json_safe
+from implicit_viz.core.limits import check_memory
 from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
@@ -888,6 +889,21 @@ class _Setup:
         }[method]
 
 
+def _check_memory(dim: int, dtype: torch.dtype, backward: Solver) -> None:
+    """Refuse, before any work, a lab whose backward Anderson history or dense ``D x D``
+    Jacobians (the exact method, the reference, the conditioning) exceed the memory budget."""
+    backward.check_history(  # type: ignore[attr-defined]
+        1, dim, dtype, field="backward_m", hint="lower the backward Anderson memory m"
+    )
+    need = max(jacobian_bytes(dim, 1, dt) + 3 * dim * dim * 8 for dt in (dtype, torch.float64))
+    check_memory(
+        f"the dense Jacobians of the gradient lab (dim {dim})",
+        need,
+        field="dim",
+        hint="the lab compares against a dense D x D solve: use a smaller dim",
+    )
+
+
 def _check_unrollable(b: _Bound, solver: Solver) -> None:
     """Fail early, with a clear message, when autograd cannot go through the solver's steps."""
     try:
@@ -1125,6 +1141,8 @@ def gradient_lab(request: GradRequest) -> GradReport:
 
     b = _bind(spec, request.wrt, loss_text, device, dtype)
     solver = resolve_solver(request.solver, request.solver_options)
+    backward = get_solver("anderson", m=request.backward_m, lam=request.backward_lam)
+    _check_memory(spec.dim, dtype, backward)
     _check_unrollable(b, solver)
     opts = SolveOptions(tol=tol, max_iter=request.max_iter, diagnostics=False, lyapunov_steps=0)
     fwd = solve(b.fmap, solver, options=opts)
@@ -1150,7 +1168,7 @@ def gradient_lab(request: GradRequest) -> GradReport:
         bound=b,
         solver=solver,
         phantom=get_solver("damped", beta=request.phantom_lam),
-        anderson=get_solver("anderson", m=request.backward_m, lam=request.backward_lam),
+        anderson=backward,
         z0=b.fmap.start(1).T.contiguous(),
         z_star=z_fwd,
         k_max=request.unroll_max,

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import torch
 
+from implicit_viz.core.limits import itemsize
+
 
 class BatchLastMap(Protocol):
     """A map on batch-last states: ``(D, B) -> (D, B)``, whose per-row values can be sliced."""
@@ -18,6 +20,12 @@ class BatchLastMap(Protocol):
     def __call__(self, z: torch.Tensor) -> torch.Tensor: ...
 
     def take(self, index: torch.Tensor) -> BatchLastMap: ...
+
+
+def jacobian_bytes(dim: int, batch: int, dtype: Any) -> int:
+    """Working memory of :func:`jacobian_batch_last` (and of a dense solve with the result):
+    the repeated ``z``, the tangents, the output and the gradient, ``(D, D B)`` each."""
+    return 4 * dim * dim * batch * itemsize(dtype)
 
 
 def jacobian_batch_last(f: BatchLastMap, z: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 SOLVER_NAMES = ("fixed_point", "damped", "anderson", "newton", "broyden")
 #: Points of the map's curve in a cobweb diagram.
 COBWEB_POINTS = 400
-#: Newton and Broyden hold a D x D matrix per step: refused above this dim in a live solve.
+#: Newton and Broyden hold a D x D matrix per step: left out of a live solve above this dim
+#: (a step takes minutes there), or sooner where the memory budget cannot hold it.
 MAX_MATRIX_DIM = 4096
 #: A live solve records every iterate of every solver; refused above this many bytes.
 MAX_LIVE_TRACE_BYTES = 512 * 1024**2
@@ -338,21 +339,35 @@ def run_live(
 
 
 def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tuple[str, ...]]:
-    """Leave out Newton and Broyden above :data:`MAX_MATRIX_DIM` (a D x D matrix per step),
-    with a note saying why; raise when no solver is left."""
+    """Leave out Newton and Broyden (a D x D matrix per step) where their state would exceed
+    the memory budget of :func:`~implicit_viz.core.limits.check_memory`, or above
+    :data:`MAX_MATRIX_DIM` (steps there take minutes), with a note saying why; raise when no
+    solver is left."""
     from dataclasses import replace
 
-    from implicit_viz.core.errors import SolverError
+    from implicit_viz.core.errors import LimitError, SolverError
+    from implicit_viz.core.limits import check_memory, format_bytes
+    from implicit_viz.core.solvers import solver_class
 
-    big = [n for n in settings.solvers if n in ("newton", "broyden")]
-    if not big or dim <= MAX_MATRIX_DIM:
+    big = []
+    for name in (n for n in settings.solvers if n in ("newton", "broyden")):
+        need = solver_class(name).state_bytes(1, dim, settings.dtype)  # type: ignore[attr-defined]
+        try:
+            check_memory(name, need)
+        except LimitError:
+            big.append((name, need))
+            continue
+        if dim > MAX_MATRIX_DIM:
+            big.append((name, need))
+    if not big:
         return settings, ()
-    gib = dim * dim * 8 / 1024**3
+    names = [n for n, _ in big]
     why = (
-        f"{' and '.join(big)} skipped: at dim {dim} each step needs a {dim} x {dim} matrix "
-        f"({gib:.1f} GiB); live solves allow them up to dim {MAX_MATRIX_DIM}"
+        f"{' and '.join(names)} skipped: at dim {dim} each step needs a {dim} x {dim} matrix "
+        f"({format_bytes(max(b for _, b in big))}); live solves allow them up to dim "
+        f"{MAX_MATRIX_DIM} within the memory limit"
     )
-    rest = tuple(n for n in settings.solvers if n not in big)
+    rest = tuple(n for n in settings.solvers if n not in names)
     if not rest:
         raise SolverError(f"{why}: tick fixed_point, damped or anderson")
     return replace(settings, solvers=rest), (why,)

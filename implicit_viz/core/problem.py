@@ -17,9 +17,17 @@ from typing import Any
 import torch
 
 from implicit_viz.core.batchops import take_cols
+from implicit_viz.core.cost import META, Cost, count, meta_values, svd_flops
 from implicit_viz.core.device import resolve_device, resolve_dtype
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.expr import CONSTANTS, CompiledExpression, compile_expression, constant_key
+from implicit_viz.core.limits import (
+    MAX_SPECTRAL_NORM_FLOPS,
+    check_cost,
+    check_flops,
+    check_memory,
+    itemsize,
+)
 from implicit_viz.core.spec import Spec, TensorSpec
 
 
@@ -76,6 +84,8 @@ class FixedPointMap:
     _exprs: tuple[tuple[str, CompiledExpression], ...] = field(default=(), repr=False)
     _f: CompiledExpression | None = field(default=None, repr=False)
     _constants: Mapping[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    #: Cost of one evaluation of ``f`` for one sample (None: unknown).
+    cost: Cost | None = field(default=None, repr=False, compare=False)
 
     @property
     def dim(self) -> int:
@@ -92,6 +102,16 @@ class FixedPointMap:
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """Evaluate ``f`` on ``z: (B, D)``; returns ``(B, D)``."""
         return self.batch_last(z.T).T
+
+    def to_meta(self) -> FixedPointMap:
+        """The same map on meta tensors (shapes only), for counting costs with
+        :mod:`implicit_viz.core.cost`."""
+        return replace(
+            self,
+            device=META,
+            values=meta_values(dict(self.values)),
+            _constants=meta_values(dict(self._constants)),
+        )
 
     def as_batch_last(self) -> BatchLastView:
         """This map as the solvers see it: called on ``(D, B)``, sliced by ``take``."""
@@ -190,24 +210,20 @@ def compile_spec(
 ) -> FixedPointMap:
     """Compile a spec's expressions and bind its values on ``device`` in ``dtype``.
 
-    Raises :class:`SpecError` for any problem in the spec, including shape mismatches, which are
-    found by one trial evaluation at ``z0`` (NaN or inf values there are not an error).
+    Before anything is drawn or evaluated, :func:`check_spec` evaluates ``f`` on meta tensors
+    (shapes only, no compute): shape errors surface there, and a map whose one evaluation per
+    sample would cost over :data:`~implicit_viz.core.limits.MAX_EVAL_FLOPS`, or tensors over the
+    memory budget, raise :class:`~implicit_viz.core.errors.LimitError`. Then the tensors are
+    drawn and one trial evaluation at ``z0`` runs (NaN or inf values there are not an error).
+    Raises :class:`SpecError` for any problem in the spec.
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
-    names = {"z"} | {p.name for p in spec.params} | {t.name for t in spec.tensors}
-    exprs = []
-    for dname, dtext in spec.define:
-        exprs.append((dname, compile_expression(dtext, names, field=f"define.{dname}")))
-        names.add(dname)
-    f = compile_expression(spec.f, names, field="f")
+    exprs, f = _compile_expressions(spec)
+    cost = _meta_check(spec, exprs, f, dt)
+    check_tensor_memory(spec, dt)
 
-    constants: dict[str, torch.Tensor] = {
-        name: torch.tensor([value], dtype=dt, device=dev) for name, value in CONSTANTS.items()
-    }
-    for expr in [f, *(e for _, e in exprs)]:
-        for c in expr.constants:
-            constants[constant_key(c)] = torch.tensor([c], dtype=dt, device=dev)
+    constants = _constants(exprs, f, dt, dev)
     values: dict[str, torch.Tensor] = {}
     for p in spec.params:
         values[p.name] = torch.tensor([p.value], dtype=dt, device=dev)
@@ -222,6 +238,7 @@ def compile_spec(
         _exprs=tuple(exprs),
         _f=f,
         _constants=constants,
+        cost=cost,
     )
     # One trial evaluation, batch of 2, to surface shape errors with their positions.
     z = fmap.start(2)
@@ -235,3 +252,130 @@ def compile_spec(
     if out.shape != z.shape:  # pragma: no cover - _fit guarantees it
         raise SpecError(f"f returned shape {tuple(out.shape)} for input {tuple(z.shape)}")
     return fmap
+
+
+def check_spec(spec: Spec, *, dtype: str | torch.dtype | None = "float64") -> Cost | None:
+    """Check a spec without drawing its tensors or computing anything: compile its expressions,
+    evaluate ``f`` on meta tensors (shape errors raise :class:`SpecError` with their place), and
+    check the cost of one evaluation and the tensors' memory (:class:`LimitError`).
+
+    Returns the cost of one evaluation of ``f`` for one sample (None where an operation has no
+    meta kernel, so the cost is unknown). Takes milliseconds whatever the sizes.
+    """
+    dt = resolve_dtype(dtype)
+    exprs, f = _compile_expressions(spec)
+    cost = _meta_check(spec, exprs, f, dt)
+    check_tensor_memory(spec, dt)
+    return cost
+
+
+def _compile_expressions(
+    spec: Spec,
+) -> tuple[list[tuple[str, CompiledExpression]], CompiledExpression]:
+    names = {"z"} | {p.name for p in spec.params} | {t.name for t in spec.tensors}
+    exprs = []
+    for dname, dtext in spec.define:
+        exprs.append((dname, compile_expression(dtext, names, field=f"define.{dname}")))
+        names.add(dname)
+    return exprs, compile_expression(spec.f, names, field="f")
+
+
+def _constants(
+    exprs: list[tuple[str, CompiledExpression]],
+    f: CompiledExpression,
+    dt: torch.dtype,
+    dev: torch.device,
+) -> dict[str, torch.Tensor]:
+    constants: dict[str, torch.Tensor] = {
+        name: torch.tensor([value], dtype=dt, device=dev) for name, value in CONSTANTS.items()
+    }
+    for expr in [f, *(e for _, e in exprs)]:
+        for c in expr.constants:
+            constants[constant_key(c)] = torch.tensor([c], dtype=dt, device=dev)
+    return constants
+
+
+def _meta_check(
+    spec: Spec,
+    exprs: list[tuple[str, CompiledExpression]],
+    f: CompiledExpression,
+    dt: torch.dtype,
+) -> Cost | None:
+    """Evaluate ``f`` for one sample on meta tensors; check its cost; return it."""
+    values = {p.name: torch.empty(1, dtype=dt, device=META) for p in spec.params}
+    for t in spec.tensors:
+        values[t.name] = torch.empty(*t.shape, 1, dtype=dt, device=META)
+    consts = {k: torch.empty(1, dtype=dt, device=META) for k in _constants(exprs, f, dt, META)}
+    fmap = FixedPointMap(
+        spec=spec,
+        device=META,
+        dtype=dt,
+        values=values,
+        _exprs=tuple(exprs),
+        _f=f,
+        _constants=consts,
+    )
+    z = torch.empty(spec.dim, 1, dtype=dt, device=META)
+    try:
+        with torch.no_grad():
+            _, cost = count(lambda: fmap.batch_last(z))
+    except SpecError as exc:
+        if _no_meta_kernel(exc):
+            return None
+        raise
+    except NotImplementedError:
+        return None  # an operation without a meta kernel: the trial evaluation will tell
+    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+        raise SpecError(f"evaluating f failed: {exc}", field="f") from None
+    check_flops(
+        "one evaluation of f",
+        cost.flops,
+        field="f",
+        hint="multiply matrices into vectors, right to left (W @ (W @ z), not (W @ W) @ z), "
+        "or use smaller tensors",
+    )
+    check_memory(
+        "one evaluation of f (2 samples)",
+        2 * cost.bytes,
+        field="f",
+        hint="use smaller tensors or a smaller dim",
+    )
+    return cost
+
+
+def _no_meta_kernel(exc: SpecError) -> bool:
+    return "meta" in exc.message.lower() and "not implemented" in exc.message.lower()
+
+
+def tensor_bytes(t: TensorSpec, dtype: torch.dtype) -> int:
+    """Peak bytes of drawing tensor ``t``: float64 work arrays (three for an orthogonal draw or
+    a spectral normalisation, two otherwise) plus its copy in ``dtype``."""
+    work = 3 if (t.init == "orthogonal" or t.spectral_norm is not None) else 2
+    return t.size * (8 * work + itemsize(dtype))
+
+
+def check_tensor_memory(spec: Spec, dtype: torch.dtype) -> None:
+    """:class:`LimitError` (field ``tensors.NAME``, the largest) when the spec's tensors would
+    take more than the memory budget, or a spectral normalisation more than the compute limit."""
+    if not spec.tensors:
+        return
+    total = sum(tensor_bytes(t, dtype) for t in spec.tensors)
+    big = max(spec.tensors, key=lambda t: t.size)
+    shape = " x ".join(str(n) for n in big.shape) or "scalar"
+    check_memory(
+        f"the spec's tensors (the largest, {big.name}, is {shape})",
+        total,
+        field=f"tensors.{big.name}",
+        hint="use smaller tensors",
+    )
+    for t in spec.tensors:
+        if t.spectral_norm is not None and len(t.shape) == 2:
+            m, n = t.shape
+            check_cost(
+                f"the spectral norm of {t.name} ({m} x {n}, an SVD)",
+                svd_flops(m, n),
+                MAX_SPECTRAL_NORM_FLOPS,
+                field=f"tensors.{t.name}",
+                hint='for a large matrix use init = "orthogonal" with scale = the norm you '
+                "want (an orthogonal matrix has spectral norm 1)",
+            )

@@ -1,9 +1,10 @@
 """The spec editor: TOML text with colours and line numbers, checked while the user types.
 
 The check (:func:`~implicit_viz.core.spec.parse_spec`, then
-:func:`~implicit_viz.core.problem.compile_spec` on the CPU in float64) runs 200 ms after the last
-keystroke. It never touches the text: a good spec is announced with ``specAccepted``, a bad one
-with ``specRejected``, a red line under the editor and a wavy underline at the place named.
+:func:`~implicit_viz.core.problem.check_spec`: shapes and costs on meta tensors, nothing
+computed) runs 200 ms after the last keystroke. It never touches the text: a good spec is
+announced with ``specAccepted``, a bad one with ``specRejected``, a red line under the editor
+and a wavy underline at the place named.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTextEdit, QVBoxLayout, QWidget
 
 from implicit_viz.core.error_place import ErrorPlace, locate_error
-from implicit_viz.core.errors import SpecError
+from implicit_viz.core.errors import LimitError, SpecError
 from implicit_viz.core.spec import Spec, parse_spec
 from implicit_viz.gui.highlighter import SpecHighlighter
 
@@ -37,16 +38,13 @@ TAB_WIDTH = 4
 ERROR_COLOR = "#b00020"
 
 
-#: Specs whose tensors hold more entries than this are only parsed on the GUI thread; the
-#: trial compile (which draws and normalises the tensors) is left to the solve worker.
-MAX_CHECK_ENTRIES = 1_000_000
-
-
 def check_spec_text(text: str) -> Spec:
-    """Parse and compile (CPU, float64) a spec text; raises :class:`SpecError` if it is bad.
+    """Parse and check a spec text; raises :class:`SpecError` if it is bad (a resource limit
+    too, as a :class:`SpecError` naming the same field).
 
-    Large specs (tensors over :data:`MAX_CHECK_ENTRIES` entries) are parsed only, so typing never
-    freezes the window; their compile errors come back from the solve instead.
+    The check (:func:`~implicit_viz.core.problem.check_spec`) evaluates ``f`` on meta tensors:
+    shapes and costs are checked without drawing a tensor or computing a product, so a keystroke
+    costs milliseconds whatever the sizes. Errors that depend on values come back from the solve.
     """
     if len(text) > MAX_SPEC_CHARS:
         raise SpecError(
@@ -54,11 +52,12 @@ def check_spec_text(text: str) -> Spec:
             "it was not checked"
         )
     spec = parse_spec(text)
-    if sum(t.size for t in spec.tensors) > MAX_CHECK_ENTRIES:
-        return spec
-    from implicit_viz.core.problem import compile_spec  # imports torch: only when needed
+    from implicit_viz.core.problem import check_spec  # imports torch: only when needed
 
-    compile_spec(spec, device="cpu", dtype="float64")
+    try:
+        check_spec(spec, dtype="float64")
+    except LimitError as exc:
+        raise SpecError(exc.message, field=exc.field) from None
     return spec
 
 

@@ -277,7 +277,7 @@ def test_options_are_coerced_and_reported():
     assert (s.m, s.lam, s.beta) == (7, 0.0, 0.5)
     assert isinstance(s.m, int) and isinstance(s.lam, float)
     assert s.options() == {"m": 7, "lam": 0.0, "beta": 0.5}
-    with pytest.raises(SolverError, match="needs a int"):
+    with pytest.raises(SolverError, match=r"anderson\.m: needs an integer"):
         get_solver("anderson", m="many")
 
 

@@ -367,3 +367,38 @@ def test_cursor_api_edit_goes_through_the_check(qtbot, editor):
     assert "dim must lie in" in blocker.args[0]
     line, _ = line_col(editor.text(), editor.text().index("dim = 0"))
     assert editor.error_position() == (line, 1)
+
+
+# Issue 15, item 8: the keystroke check evaluates shapes and costs on meta tensors -------------
+BIG_CHAIN = """dim = 1000
+f = "tanh(W @ (W @ z)) * 0.5"
+[tensors]
+W = { shape = [1000, 1000], init = "normal", seed = 0, scale = 0.01 }
+"""
+
+
+def test_check_draws_no_tensor_and_computes_nothing(monkeypatch):
+    """A 1000 x 1000 matmul chain blocked the editor for 1.5 s per keystroke: the check drew W
+    and evaluated f. Now it draws nothing (so it takes milliseconds whatever the sizes)."""
+    import implicit_viz.core.problem as problem
+
+    def refuse(t):
+        raise AssertionError("the keystroke check drew a tensor")
+
+    monkeypatch.setattr(problem, "materialize_tensor", refuse)
+    spec = spec_editor_module.check_spec_text(BIG_CHAIN)
+    assert spec.dim == 1000
+
+
+def test_shape_errors_of_large_specs_are_still_reported():
+    """Specs over the old 1M-entry cut-off were only parsed; their shape errors now show too."""
+    text = BIG_CHAIN.replace("[1000, 1000]", "[4000, 3000]").replace("dim = 1000", "dim = 3000")
+    with pytest.raises(spec_editor_module.SpecError, match="shape mismatch"):
+        spec_editor_module.check_spec_text(text)
+
+
+def test_a_too_costly_map_is_shown_as_a_spec_error(editor):
+    text = BIG_CHAIN.replace("W @ (W @ z)", "(W @ W @ W) @ z")
+    message = _error_for(editor, text)
+    assert "f: one evaluation of f costs" in message
+    assert "W @ (W @ z)" in message

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 from dataclasses import fields
 from typing import Any
 
@@ -64,16 +66,40 @@ def get_solver(name: str, **options: Any) -> Solver:
         raise SolverError(
             f"{name}: unknown option(s) {', '.join(sorted(bad))} (options: {allowed})"
         )
-    coerced = {}
-    for key, value in options.items():
-        default = known[key]
-        try:
-            coerced[key] = type(default)(value) if default is not None else value
-        except (TypeError, ValueError):
-            raise SolverError(
-                f"{name}: option {key} needs a {type(default).__name__}, got {value!r}"
-            ) from None
+    coerced = {key: coerce_option(name, key, known[key], value) for key, value in options.items()}
     return cls(**coerced)
+
+
+def coerce_option(solver: str, key: str, default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default``; :class:`SolverError` naming ``solver.key`` for a bool
+    given for a number, a non-integral int, a NaN or infinite float, or text that is no number."""
+    if default is None or isinstance(default, bool) or not isinstance(default, (int, float)):
+        return value
+    kind = "an integer" if isinstance(default, int) else "a number"
+
+    def bad(why: str = "") -> SolverError:
+        return SolverError(f"{solver}.{key}: needs {kind}, got {value!r}{why}")
+
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise bad()
+    try:
+        num = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise bad() from None
+    if not math.isfinite(num):
+        raise bad(" (NaN and infinity are not allowed)")
+    if isinstance(default, float):
+        return num
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    if not num.is_integer():
+        raise bad(" (not a whole number)")
+    return int(num)
 
 
 def _load_builtins() -> None:
@@ -85,6 +111,7 @@ def _load_builtins() -> None:
 __all__ = [
     "Solver",
     "available_solvers",
+    "coerce_option",
     "get_solver",
     "register_solver",
     "solver_class",

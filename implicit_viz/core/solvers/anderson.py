@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from implicit_viz.core.errors import SolverError
+from implicit_viz.core.limits import check_memory, itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
 
@@ -29,17 +32,35 @@ class Anderson(Solver):
     summary = "Anderson acceleration over the last m iterates"
 
     def __post_init__(self) -> None:
-        if self.m < 1:
-            raise SolverError(f"anderson: m must be at least 1, got {self.m}")
-        if self.lam < 0:
-            raise SolverError(f"anderson: lam must be non-negative, got {self.lam}")
-        if not 0 < self.beta <= 2:
-            raise SolverError(f"anderson: beta must lie in (0, 2], got {self.beta}")
+        if isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1:
+            raise SolverError(f"anderson.m: must be a whole number of at least 1, got {self.m!r}")
+        if isinstance(self.lam, bool) or not (math.isfinite(self.lam) and self.lam >= 0):
+            raise SolverError(f"anderson.lam: must be a finite number >= 0, got {self.lam!r}")
+        if isinstance(self.beta, bool) or not 0 < self.beta <= 2:
+            raise SolverError(f"anderson.beta: must lie in (0, 2], got {self.beta!r}")
+
+    def history_bytes(self, batch: int, dim: int, dtype: Any) -> int:
+        """Bytes of the history ``init`` allocates: iterates and images, ``(B, m, D)`` each."""
+        return 2 * batch * self.m * dim * itemsize(dtype)
+
+    def check_history(
+        self, batch: int, dim: int, dtype: Any, *, field: str = "anderson.m", hint: str = ""
+    ) -> None:
+        """Raise :class:`~implicit_viz.core.errors.LimitError` (naming ``field``) when the
+        history would exceed the memory budget; call it before any work that precedes ``init``."""
+        check_memory(
+            f"Anderson's history (B={batch}, m={self.m}, dim={dim}, "
+            f"{str(dtype).replace('torch.', '')})",
+            self.history_bytes(batch, dim, dtype),
+            field=field,
+            hint=hint or "lower m (5 to 20 is typical)",
+        )
 
     # History is stored batch-first, (B, m, D), so the small Gram systems are plain batched
     # matmuls; ``take`` therefore slices dimension 0.
     def init(self, f, z, fz):
         d, b = z.shape
+        self.check_history(b, d, z.dtype)
         xs = z.new_zeros(b, self.m, d)
         fs = z.new_zeros(b, self.m, d)
         xs[:, 0] = z.T

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from implicit_viz.core.errors import SolverError
+from implicit_viz.core.limits import check_memory, itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
 
@@ -29,9 +30,20 @@ class Broyden(Solver):
         if not 0 < self.beta <= 1:
             raise SolverError(f"broyden: beta must lie in (0, 1], got {self.beta}")
 
+    @staticmethod
+    def state_bytes(batch: int, dim: int, dtype: object) -> int:
+        """Bytes of ``H`` and the two ``(B, D, D)`` temporaries of its update."""
+        return 3 * batch * dim * dim * itemsize(dtype)
+
     # H is stored batch-first, (B, D, D), for batched matmuls; ``take`` slices dimension 0.
     def init(self, f, z, fz):
         d, b = z.shape
+        check_memory(
+            f"Broyden's inverse Jacobians (B={b}, {d} x {d}, {str(z.dtype).replace('torch.', '')})",
+            self.state_bytes(b, d, z.dtype),
+            field="solver",
+            hint="use anderson, damped or fixed_point at this dim (no D x D matrix)",
+        )
         eye = torch.eye(d, dtype=z.dtype, device=z.device)
         return -eye.expand(b, d, d).clone()
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from implicit_viz.core.errors import SolverError
-from implicit_viz.core.jacobians import jacobian_batch_last
+from implicit_viz.core.jacobians import jacobian_batch_last, jacobian_bytes
+from implicit_viz.core.limits import check_memory, itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
 
@@ -28,6 +29,21 @@ class Newton(Solver):
     def __post_init__(self) -> None:
         if not 0 < self.damping <= 1:
             raise SolverError(f"newton: damping must lie in (0, 1], got {self.damping}")
+
+    @staticmethod
+    def state_bytes(batch: int, dim: int, dtype: object) -> int:
+        """Bytes of a step's Jacobians by autograd and the dense solve with them."""
+        return jacobian_bytes(dim, batch, dtype) + 2 * batch * dim * dim * itemsize(dtype)
+
+    def init(self, f, z, fz):
+        d, b = z.shape
+        check_memory(
+            f"Newton's Jacobians (B={b}, {d} x {d}, {str(z.dtype).replace('torch.', '')})",
+            self.state_bytes(b, d, z.dtype),
+            field="solver",
+            hint="use anderson, damped or fixed_point at this dim (no D x D matrix)",
+        )
+        return None
 
     def step(self, f, z, fz, state):
         d = z.shape[0]
