@@ -11,13 +11,19 @@ import argparse
 import math
 
 from implicit_viz.cli.common import (
+    CLIError,
     add_compute_arguments,
     add_spec_argument,
+    check_device,
     check_writable,
+    fraction,
+    int_in,
     load_spec_with_overrides,
+    positive_float,
     print_json,
 )
 from implicit_viz.cli.solve_cmd import solver_option_table
+from implicit_viz.core.spec import MAX_ITER_LIMIT
 
 OUT_SUFFIXES = (".csv", ".npz", ".json")
 _SHOW_K = (1, 5, 10)
@@ -55,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--unroll-max",
-        type=int,
+        type=int_in(1),
         default=50,
         metavar="K",
         help="curves over k = 1..K unrolled and backward steps; the unrolled method's table "
@@ -77,24 +83,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tol",
-        type=float,
+        type=positive_float,
         help="tolerance of the forward solve that gives z* to the implicit and phantom "
         "methods (default 1e-10 in float64, 1e-5 in float32); raise it to see an "
         "early-stopped forward pass",
     )
-    p.add_argument("--max-iter", type=int, default=1000, help="forward step budget (default 1000)")
     p.add_argument(
-        "--phantom-steps", type=int, default=5, metavar="K", help="phantom steps (default 5)"
+        "--max-iter",
+        type=int_in(1, MAX_ITER_LIMIT),
+        default=1000,
+        help="forward step budget (default 1000)",
+    )
+    p.add_argument(
+        "--phantom-steps",
+        type=int_in(1),
+        default=5,
+        metavar="K",
+        help="phantom steps (default 5)",
     )
     p.add_argument(
         "--phantom-lam",
-        type=float,
+        type=fraction,
         default=0.5,
         metavar="LAM",
         help="phantom damping: z <- (1 - LAM) z + LAM f(z) (default 0.5)",
     )
     p.add_argument(
-        "--anderson-m", type=int, default=5, metavar="M", help="backward Anderson memory"
+        "--anderson-m", type=int_in(1), default=5, metavar="M", help="backward Anderson memory"
     )
     add_compute_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
@@ -108,13 +123,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_request(args: argparse.Namespace):
-    from implicit_viz.core.gradients import GradRequest
+    from implicit_viz.core.gradients import MAX_UNROLL, GradRequest
     from implicit_viz.core.solvers import solver_class
 
+    for option, value in (
+        ("--unroll-max", args.unroll_max),
+        ("--phantom-steps", args.phantom_steps),
+    ):
+        if value > MAX_UNROLL:
+            raise CLIError(f"argument {option}: needs an integer 1..{MAX_UNROLL:,}, got {value}")
+    wrt = [n.strip() for item in args.wrt for n in item.split(",") if n.strip()]
+    if not wrt:
+        raise CLIError("argument --wrt: name a param or tensor, e.g. --wrt a")
+    check_device(args.device)
     spec = load_spec_with_overrides(args.spec, args.assignments)
     solver_class(args.solver)  # unknown names fail here, listing the known ones
     options = solver_option_table([args.solver], dict(spec.solver), args.opt)[args.solver]
-    wrt = [n.strip() for item in args.wrt for n in item.split(",") if n.strip()]
     return GradRequest(
         spec=spec,
         wrt=tuple(wrt),
@@ -136,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from implicit_viz.core.gradients import gradient_lab
 
     if args.out:
-        check_writable(args.out, OUT_SUFFIXES)
+        check_writable(args.out, OUT_SUFFIXES, "--out")
     request = build_request(args)
 
     import torch

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from implicit_viz import __version__
 from implicit_viz.cli import grad_cmd, presets_cmd, solve_cmd, sweep_cmd
-from implicit_viz.cli.common import CLIError
+from implicit_viz.cli.common import ArgumentParser, CLIError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -26,7 +26,7 @@ COMMAND_NAMES = ("solve", "sweep", "grad", "presets")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="implicit-viz",
         description="Explore implicit layers: fixed-point maps z = f(x, z), their solvers and "
         "outcomes. Without a subcommand, `implicit-viz [SPEC] [--session FILE] "
@@ -77,11 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from implicit_viz.gui.app import run_app
 
         return run_app([t for t in argv if not (t.startswith("-v") and set(t[1:]) == {"v"})])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _logging(args.verbose)
-    want_json = bool(getattr(args, "json", False))
+    want_json = "--json" in argv  # until the arguments are read
+    args: argparse.Namespace | None = None
     try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "run", None) is None:  # `implicit-viz -v`: no subcommand to run
+            raise CLIError("name a subcommand: " + ", ".join(COMMAND_NAMES))
+        _logging(args.verbose)
+        want_json = bool(getattr(args, "json", False))
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("implicit-viz: interrupted", file=sys.stderr)
@@ -94,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = describe_error(exc)
         if message is None:
             raise
-        return _fail(message, code, want_json, spec_file_place(exc, getattr(args, "spec", None)))
+        place = spec_file_place(exc, getattr(args, "spec", None))
+        return _fail(message, code, want_json, place)
 
 
 def _logging(verbose: int) -> None:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from implicit_viz.cli.common import (
     CLIError,
     add_compute_arguments,
     add_spec_argument,
+    check_device,
     check_writable,
+    int_in,
     load_spec_with_overrides,
+    nonnegative_float,
     parse_value,
+    positive_float,
     print_json,
 )
+from implicit_viz.core.errors import SolverError
+from implicit_viz.core.spec import MAX_ITER_LIMIT
 
 _SPEC_SOLVE_KEYS = ("tol", "rtol", "max_iter", "div_bound", "period_tol", "max_period")
 
@@ -36,10 +43,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: the spec's [solver] solvers, else all)",
     )
     p.add_argument(
-        "--tol", type=float, help="absolute residual tolerance (default from spec, 1e-6)"
+        "--tol", type=positive_float, help="absolute residual tolerance (default from spec, 1e-6)"
     )
-    p.add_argument("--rtol", type=float, help="relative tolerance on ||f(z)|| (default 0)")
-    p.add_argument("--max-iter", type=int, help="step budget per solver (default from spec, 200)")
+    p.add_argument(
+        "--rtol", type=nonnegative_float, help="relative tolerance on ||f(z)|| (default 0)"
+    )
+    p.add_argument(
+        "--max-iter",
+        type=int_in(1, MAX_ITER_LIMIT),
+        help="step budget per solver (default from spec, 200)",
+    )
     p.add_argument(
         "--opt",
         action="append",
@@ -71,20 +84,41 @@ def solver_names(args_solvers: list[str], spec_solver: dict[str, Any]) -> list[s
 def solver_option_table(
     names: list[str], spec_solver: dict[str, Any], opts: list[str]
 ) -> dict[str, dict[str, Any]]:
-    """Per-solver options: the spec's ``[solver.NAME]`` tables, then ``--opt`` on top."""
-    from implicit_viz.core.solvers import solver_options
+    """Per-solver options: the spec's ``[solver.NAME]`` tables, then ``--opt`` on top.
 
+    Every table of the spec and its ``solvers`` list are checked, not only those of the solvers
+    run, so that a bad spec fails the same way whichever solver the command line picks.
+    """
+    from implicit_viz.core.errors import SpecError
+    from implicit_viz.core.solvers import get_solver, solver_class, solver_options
+
+    for n in spec_solver.get("solvers", []):
+        try:
+            solver_class(n)
+        except SolverError as exc:
+            raise SpecError(str(exc), field="solver.solvers") from None
+    for n, section in spec_solver.items():
+        if isinstance(section, Mapping):
+            try:
+                known = solver_options(n)
+            except SolverError as exc:
+                raise SpecError(str(exc), field=f"solver.{n}") from None
+            bad = set(section) - set(known)
+            if bad:
+                raise SpecError(
+                    f"unknown option(s) {', '.join(sorted(bad))} "
+                    f"(options: {', '.join(known) or 'none'})",
+                    field=f"solver.{n}",
+                )
+            try:
+                get_solver(n, **section)
+            except SolverError as exc:
+                raise SpecError(str(exc), field=f"solver.{n}") from None
     table: dict[str, dict[str, Any]] = {}
     for n in names:
         known = solver_options(n)
         section = spec_solver.get(n, {})
         table[n] = {k: v for k, v in section.items() if k in known}
-        bad = set(section) - set(known)
-        if bad:
-            raise CLIError(
-                f"[solver.{n}] has unknown option(s) {', '.join(sorted(bad))} "
-                f"(options: {', '.join(known) or 'none'})"
-            )
     for item in opts:
         key, sep, value = item.partition("=")
         if not sep:
@@ -117,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     from implicit_viz.core.result import SolveOptions
 
     if args.trace:
-        check_writable(args.trace, TRACE_SUFFIXES)
+        check_writable(args.trace, TRACE_SUFFIXES, "--trace")
+    check_device(args.device)
     spec = load_spec_with_overrides(args.spec, args.assignments)
     spec_solver = dict(spec.solver)
     names = solver_names(args.solvers, spec_solver)

@@ -10,11 +10,16 @@ from implicit_viz.cli.common import (
     CLIError,
     add_compute_arguments,
     add_spec_argument,
+    check_device,
     check_writable,
+    int_in,
     load_spec_with_overrides,
+    memory_mb,
+    positive_float,
     print_json,
 )
 from implicit_viz.cli.solve_cmd import solver_option_table
+from implicit_viz.core.spec import MAX_ITER_LIMIT
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--x", required=True, metavar="AXIS", help="horizontal axis TARGET=LO:HI:N")
     p.add_argument("--y", metavar="AXIS", help="vertical axis TARGET=LO:HI:N (omit for 1-D)")
     p.add_argument("--solver", default=None, help="one solver (default fixed_point)")
-    p.add_argument("--tol", type=float, help="absolute residual tolerance per cell")
-    p.add_argument("--max-iter", type=int, help="step budget per cell")
+    p.add_argument("--tol", type=positive_float, help="absolute residual tolerance per cell")
+    p.add_argument("--max-iter", type=int_in(1, MAX_ITER_LIMIT), help="step budget per cell")
     p.add_argument(
         "--opt", action="append", default=[], metavar="KEY=VALUE", help="solver option, e.g. m=3"
     )
@@ -39,19 +44,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(dtype="float32")
     p.add_argument(
         "--orbit",
-        type=int,
+        type=int_in(0),
         default=0,
         metavar="M",
         help="1-D sweeps: record M iterates per cell after the solve (orbit diagram)",
     )
-    p.add_argument("--basin-tol", type=float, help="fixed points closer than this are one")
+    p.add_argument("--basin-tol", type=positive_float, help="fixed points closer than this are one")
     p.add_argument(
         "--memory-mb",
-        type=float,
-        default=512.0,
-        help="working memory for one tile, MB (default 512)",
+        type=memory_mb,
+        default=None,
+        help="working memory for one tile, MB (default 512, at most the memory budget)",
     )
-    p.add_argument("--tile", type=int, help="cells per tile (overrides --memory-mb)")
+    p.add_argument("--tile", type=int_in(1), help="cells per tile (overrides --memory-mb)")
     p.add_argument(
         "--no-lyapunov",
         action="store_true",
@@ -65,9 +70,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def build_request(args: argparse.Namespace):
-    from implicit_viz.core.sweep import Axis, SweepRequest, sweep_options
+def parse_axis(text: str, option: str):
+    """``--x``/``--y`` as an :class:`~implicit_viz.core.sweep.Axis`; a malformed one is an error
+    naming the option."""
+    from implicit_viz.core.errors import SweepError
+    from implicit_viz.core.sweep import Axis
 
+    try:
+        return Axis.parse(text)
+    except SweepError as exc:
+        raise CLIError(f"{option}: {exc}") from None
+
+
+def build_request(args: argparse.Namespace):
+    from implicit_viz.core.limits import memory_budget
+    from implicit_viz.core.sweep import SweepRequest, sweep_options
+
+    x = parse_axis(args.x, "--x")
+    y = parse_axis(args.y, "--y") if args.y else None
+    check_device(args.device)
     spec = load_spec_with_overrides(args.spec, args.assignments)
     solver = args.solver or "fixed_point"
     per_solver = solver_option_table([solver], dict(spec.solver), args.opt)[solver]
@@ -75,18 +96,19 @@ def build_request(args: argparse.Namespace):
     if args.no_lyapunov:
         overrides["lyapunov_steps"] = 0
     options = sweep_options(spec, dtype=args.dtype, **overrides)
-    if args.memory_mb <= 0:
-        raise CLIError(f"--memory-mb must be positive, got {args.memory_mb:g}")
+    budget = min(512 * 1024**2, memory_budget())
+    if args.memory_mb is not None:
+        budget = int(args.memory_mb * 1024**2)
     return SweepRequest(
         spec=spec,
-        x=Axis.parse(args.x),
-        y=Axis.parse(args.y) if args.y else None,
+        x=x,
+        y=y,
         solver=solver,
         solver_options=per_solver,
         options=options,
         device=args.device,
         dtype=args.dtype,
-        memory_budget=int(args.memory_mb * 1024**2),
+        memory_budget=budget,
         tile_size=args.tile,
         basin_tol=args.basin_tol,
         orbit=args.orbit,
@@ -98,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
     from implicit_viz.core.sweep import iter_sweep, validate
 
     if args.out:
-        check_writable(args.out, SWEEP_SUFFIXES)
+        check_writable(args.out, SWEEP_SUFFIXES, "--out")
     if args.png:
-        check_writable(args.png, (".png",))
+        check_writable(args.png, (".png",), "--png")
     request = build_request(args)
     validate(request)  # every impossible request fails here, before any work
 

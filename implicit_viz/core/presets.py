@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 #: Where presets live; ``IMPLICIT_VIZ_PRESETS`` adds a folder searched first.
 PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
+#: What a preset key may look like: a file name without folders (``deq_cell``, ``my-map.v2``).
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -38,30 +41,39 @@ def preset_names() -> list[str]:
 
 
 def preset_path(key: str) -> Path | None:
-    """The file of preset ``key``, or None."""
+    """The file of preset ``key``, or None (also for a key that is no plain file name)."""
+    if not isinstance(key, str) or not _KEY.match(key) or ".." in key:
+        return None
     for d in _dirs():
         p = d / f"{key}.toml"
-        if p.is_file():
-            return p
+        try:
+            if p.is_file():
+                return p
+        except OSError:
+            continue
     return None
 
 
 def list_presets() -> list[PresetInfo]:
     """Title, description and dim of every preset (read from the TOML, without compiling)."""
+    from implicit_viz.core.files import read_text_limited
+
     out = []
     for key in preset_names():
         path = preset_path(key)
-        assert path is not None
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
+        if path is None:
             continue
+        try:
+            data = tomllib.loads(read_text_limited(path, what="preset"))
+        except (OSError, tomllib.TOMLDecodeError, RecursionError):
+            continue  # a broken file in IMPLICIT_VIZ_PRESETS: skipped, not fatal to the list
+        dim = data.get("dim", 0)
         out.append(
             PresetInfo(
                 key=key,
                 name=str(data.get("name", key)),
                 description=str(data.get("description", "")),
-                dim=int(data.get("dim", 0)),
+                dim=dim if isinstance(dim, int) and not isinstance(dim, bool) else 0,
                 path=path,
             )
         )

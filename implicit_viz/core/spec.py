@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,13 @@ from implicit_viz.core.expr import CONSTANTS, FUNCTIONS, parse_expression
 MAX_DIM = 65_536
 MAX_TENSOR_SIZE = 50_000_000
 MAX_ITER_LIMIT = 10_000_000
+#: Longest cycle a solve looks for (the same range :class:`~implicit_viz.core.result.SolveOptions`
+#: accepts).
+MAX_PERIOD_LIMIT = 1024
+#: Seeds of drawn tensors: what a torch generator takes, non-negative.
+MAX_SEED = 2**63 - 1
+#: Dimensions of a tensor (scalars, vectors and matrices).
+MAX_TENSOR_DIMS = 2
 TENSOR_INITS = ("normal", "uniform", "orthogonal", "eye", "zeros", "ones")
 RESERVED = {"z", *CONSTANTS, *FUNCTIONS}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -173,10 +181,11 @@ class Spec:
         fieldname = f"--set {key}"
         if target.kind == "param":
             p = self.param(target.name)
-            v = _number(value, fieldname)
+            v = _number(value, fieldname, text=True)
             if not p.min <= v <= p.max:
                 raise SpecError(
-                    f"value {v:g} for param '{p.name}' lies outside its range [{p.min:g}, {p.max:g}]",
+                    f"value {v:.6g} for param '{p.name}' lies outside its range "
+                    f"[{p.min:.6g}, {p.max:.6g}]",
                     field=f"params.{p.name}",
                 )
             params = tuple(replace(q, value=v) if q.name == p.name else q for q in self.params)
@@ -184,22 +193,22 @@ class Spec:
         if target.kind == "z0":
             start = list(self.start)
             if target.index is None:
-                vals = _float_list(value, fieldname)
+                vals = _float_list(value, fieldname, text=True)
                 if len(vals) == 1:
                     vals = vals * self.dim
                 if len(vals) != self.dim:
                     raise SpecError(f"z0 needs {self.dim} values, got {len(vals)}", field="z0")
                 return replace(self, z0=tuple(vals))
-            start[target.index[0]] = _number(value, fieldname)
+            start[target.index[0]] = _number(value, fieldname, text=True)
             return replace(self, z0=tuple(start))
         t = self.tensor(target.name)
         if target.kind == "seed":
             if not t.is_random:
                 raise SpecError(f"tensor '{t.name}' is not drawn at random: it has no seed")
-            seed = _int(value, fieldname)
+            seed = _seed(value, fieldname, text=True)
             return self._replace_tensor(replace(t, seed=seed))
         if target.index is None:
-            vals = _float_list(value, fieldname)
+            vals = _float_list(value, fieldname, text=True)
             if len(vals) == 1 and t.size != 1:
                 vals = vals * t.size
             if len(vals) != t.size:
@@ -210,7 +219,7 @@ class Spec:
             return self._replace_tensor(
                 replace(t, data=tuple(vals), init=None, spectral_norm=None, set=())
             )
-        v = _number(value, fieldname)
+        v = _number(value, fieldname, text=True)
         if t.data is not None:
             data = list(t.data)
             data[_flat_index(target.index, t.shape)] = v
@@ -272,20 +281,24 @@ def parse_target(text: str, spec: Spec) -> Target:
     """Parse ``"a"``, ``"x[0]"``, ``"W[0, 1]"``, ``"z0[1]"``, ``"z0"`` or ``"W.seed"`` against a spec."""
     m = _TARGET.match(text)
     if not m:
-        raise SpecError(f"cannot read '{text}' as a target such as a, x[0], W[0,1], z0[1], W.seed")
+        raise SpecError(
+            f"cannot read '{_clip(text)}' as a target such as a, x[0], W[0,1], z0[1], W.seed"
+        )
     name, idx_text, seed = m.group(1), m.group(2), m.group(3)
     index: tuple[int, ...] | None = None
     if idx_text is not None:
         try:
             index = tuple(int(s) for s in idx_text.split(","))
         except ValueError:
-            raise SpecError(f"index in '{text}' must be integers such as [0] or [0,1]") from None
+            raise SpecError(
+                f"index in '{_clip(text)}' must be integers such as [0] or [0,1]"
+            ) from None
     if name == "z0":
         if seed:
             raise SpecError("z0 has no seed")
         if index is not None:
             if len(index) != 1 or not -spec.dim <= index[0] < spec.dim:
-                raise SpecError(f"z0 index {idx_text} out of range for dim {spec.dim}")
+                raise SpecError(f"z0 index {_clip(idx_text)} out of range for dim {spec.dim}")
             index = (index[0] % spec.dim,)
         return Target("z0", "z0", index)
     pnames = {p.name for p in spec.params}
@@ -301,7 +314,7 @@ def parse_target(text: str, spec: Spec) -> Target:
         if index is not None:
             if len(index) != len(t.shape) or not all(-s <= i < s for i, s in zip(index, t.shape)):
                 raise SpecError(
-                    f"index [{idx_text}] does not fit tensor '{name}' of shape {t.shape}"
+                    f"index [{_clip(idx_text)}] does not fit tensor '{name}' of shape {t.shape}"
                 )
             index = tuple(i % s for i, s in zip(index, t.shape))
         return Target("tensor", name, index)
@@ -322,20 +335,29 @@ def parse_spec(text: str, *, path: str | None = None) -> Spec:
         raise SpecError("spec text must be a string", field="toml")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = _TOML_POS.search(msg)
-        line = int(m.group(1)) if m else None
-        col = int(m.group(2)) if m else None
-        if m is None and "end of document" in msg:
-            lines = text.splitlines() or [""]
-            line, col = len(lines), len(lines[-1]) + 1
-        msg = _TOML_POS.sub("", msg).replace("(at end of document)", "at the end").strip()
+    except RecursionError:
         raise SpecError(
-            f"invalid TOML: {msg}", field="toml", line=line, column=col, source=text
+            "invalid TOML: arrays or tables are nested too deeply", field="toml"
         ) from None
+    except ValueError as exc:  # tomllib's int() of a number with thousands of digits
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            raise _toml_error(exc, text) from None
+        raise SpecError(f"invalid TOML: {_clip(str(exc), 120)}", field="toml") from None
     spec = spec_from_dict(data)
     return replace(spec, source=text, path=path)
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, text: str) -> SpecError:
+    """A TOML syntax error as a :class:`SpecError` with its line and column."""
+    msg = str(exc)
+    m = _TOML_POS.search(msg)
+    line = int(m.group(1)) if m else None
+    col = int(m.group(2)) if m else None
+    if m is None and "end of document" in msg:
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+    msg = _TOML_POS.sub("", msg).replace("(at end of document)", "at the end").strip()
+    return SpecError(f"invalid TOML: {msg}", field="toml", line=line, column=col, source=text)
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> Spec:
@@ -355,7 +377,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> Spec:
     notes = _string(data.get("notes", ""), "notes")
     dim = _int(data["dim"], "dim")
     if not 1 <= dim <= MAX_DIM:
-        raise SpecError(f"dim must lie in 1..{MAX_DIM}, got {dim}", field="dim")
+        raise SpecError(f"dim must lie in 1..{MAX_DIM}, got {_show(dim)}", field="dim")
     f = data["f"]
     if not isinstance(f, str):
         raise SpecError("f must be a string holding an expression", field="f")
@@ -429,26 +451,44 @@ def spec_from_dict(data: Mapping[str, Any]) -> Spec:
 def load_spec(source: str | Path) -> Spec:
     """Load a spec from a file path or a built-in preset name.
 
-    Raises :class:`SpecError` for a missing or unreadable file, an unknown preset or a bad spec.
+    Files are read through :func:`~implicit_viz.core.files.read_text_limited` (at most
+    :data:`~implicit_viz.core.limits.MAX_INPUT_FILE_BYTES`, the GUI's cap too): a device, a FIFO or
+    a folder is refused at once rather than read without end. Raises :class:`SpecError` for a
+    missing, unreadable or oversized file, an unknown preset or a bad spec.
     """
     from implicit_viz.core.presets import preset_names, preset_path
 
     p = Path(source)
-    if p.suffix == ".toml" or p.exists():
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(f"no such spec file: {p}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read spec file {p}: {exc}") from None
-        return parse_spec(text, path=str(p))
+    if p.suffix == ".toml" or _exists(p):
+        return parse_spec(_read_spec_file(p), path=str(p))
     name = str(source)
     path = preset_path(name)
     if path is None:
         raise SpecError(
-            f"'{name}' is neither a spec file nor a preset; presets: {', '.join(preset_names())}"
+            f"'{_clip(name)}' is neither a spec file nor a preset; "
+            f"presets: {', '.join(preset_names())}"
         )
-    return parse_spec(path.read_text(encoding="utf-8"), path=str(path))
+    return parse_spec(_read_spec_file(path), path=str(path))
+
+
+def _exists(p: Path) -> bool:
+    """Whether anything is at ``p`` (a name too long or otherwise unusable is nothing)."""
+    try:
+        return p.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_spec_file(p: Path) -> str:
+    from implicit_viz.core.files import FileReadError, read_text_limited
+    from implicit_viz.core.limits import MAX_INPUT_FILE_BYTES
+
+    try:
+        return read_text_limited(p, MAX_INPUT_FILE_BYTES, "spec file")
+    except FileReadError as exc:
+        name = str(p.expanduser())
+        short = name if len(name) <= 120 else f"{name[:60]}...{name[-57:]}"
+        raise SpecError(str(exc).replace(name, short)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,43 +512,97 @@ def _string(value: Any, fieldname: str) -> str:
     return value
 
 
-def _number(value: Any, fieldname: str) -> float:
-    if isinstance(value, str):
+def _show(n: float) -> str:
+    """A number for a message: ``12``, ``0.5``, and huge ones compactly (``1e+300``, not 301
+    digits); a boolean as TOML writes it."""
+    if isinstance(n, bool):
+        return "true" if n else "false"
+    if isinstance(n, int):
+        return str(n) if abs(n) < 10**15 else f"{float(n):.3g}" if abs(n) < 10**308 else "huge"
+    if isinstance(n, float):
+        return f"{n:.6g}"
+    return _clip(repr(n))
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a one-line message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(value: Any, fieldname: str, *, text: bool = False) -> float:
+    """A finite float. ``text=True`` (``--set``) also reads a number from a string; in a spec
+    file a string is refused (``tol = "1e-6"`` is a string, not a number)."""
+    if isinstance(value, str) and text:
         try:
             value = float(value)
         except ValueError:
-            raise SpecError(f"'{value}' is not a number", field=fieldname) from None
+            raise SpecError(f"'{_clip(value)}' is not a number", field=fieldname) from None
+    if isinstance(value, str):
+        raise SpecError(
+            f"'{_clip(value)}' is text, not a number (write numbers without quotes)",
+            field=fieldname,
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"expected a number, got {value!r}", field=fieldname)
-    v = float(value)
+        raise SpecError(f"expected a number, got {_show(value)}", field=fieldname)
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
     if not math.isfinite(v):
-        raise SpecError(f"expected a finite number, got {v}", field=fieldname)
+        raise SpecError(f"expected a finite number, got {_show(value)}", field=fieldname)
     return v
 
 
-def _int(value: Any, fieldname: str) -> int:
-    if isinstance(value, str):
+def _int(value: Any, fieldname: str, *, text: bool = False) -> int:
+    """An integer (a float with no fraction counts). ``text`` as for :func:`_number`."""
+    if isinstance(value, str) and text:
         try:
-            value = int(value)
+            value = int(value.strip())
         except ValueError:
-            raise SpecError(f"'{value}' is not an integer", field=fieldname) from None
+            try:
+                value = float(value)
+            except ValueError:
+                raise SpecError(f"'{_clip(value)}' is not an integer", field=fieldname) from None
+    if isinstance(value, str):
+        raise SpecError(
+            f"'{_clip(value)}' is text, not an integer (write numbers without quotes)",
+            field=fieldname,
+        )
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"expected an integer, got {value!r}", field=fieldname)
+        raise SpecError(f"expected an integer, got {_show(value)}", field=fieldname)
     return value
 
 
-def _float_list(value: Any, fieldname: str) -> list[float]:
-    if isinstance(value, str):
-        text = value.strip().strip("[]")
-        parts = [s for s in re.split(r"[,\s]+", text) if s]
-        return [_number(s, fieldname) for s in parts]
+def _seed(value: Any, fieldname: str, *, text: bool = False) -> int:
+    """A seed for a torch generator: an integer in ``0..MAX_SEED``."""
+    seed = _labelled(_int, value, fieldname, "seed", text=text)
+    if not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"seed must be an integer in 0..2^63-1, got {_show(seed)}", field=fieldname)
+    return seed
+
+
+def _labelled(read: Any, value: Any, fieldname: str, label: str, **kw: Any) -> Any:
+    """``read(value, fieldname)`` with ``label`` (a key of the field) put before its message."""
+    try:
+        return read(value, fieldname, **kw)
+    except SpecError as exc:
+        raise SpecError(f"{label}: {exc.message}", field=exc.field) from None
+
+
+def _float_list(value: Any, fieldname: str, *, text: bool = False) -> list[float]:
+    if isinstance(value, str) and text:
+        body = value.strip().strip("[]")
+        parts = [s for s in re.split(r"[,\s]+", body) if s]
+        return [_number(s, fieldname, text=True) for s in parts]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return [_number(value, fieldname)]
-    if isinstance(value, Sequence):
-        return [_number(v, fieldname) for v in value]
-    raise SpecError(f"expected a number or a list of numbers, got {value!r}", field=fieldname)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_number(v, fieldname, text=text) for v in value]
+    raise SpecError(
+        f"expected a number or a list of numbers, got {_clip(repr(value))}", field=fieldname
+    )
 
 
 def _param(name: str, value: Any) -> ParamSpec:
@@ -527,103 +621,154 @@ def _param(name: str, value: Any) -> ParamSpec:
     else:
         v = _number(value, fieldname)
         lo = hi = None
+    # the automatic range [min(0, 2v), max(0, 2v)] stays finite for |v| near the float limit
+    big = sys.float_info.max
     if lo is None:
-        lo = min(0.0, 2 * v) if v != 0 else -1.0
+        lo = max(min(0.0, 2 * v), -big) if v != 0 else -1.0
     if hi is None:
-        hi = max(0.0, 2 * v) if v != 0 else 1.0
+        hi = min(max(0.0, 2 * v), big) if v != 0 else 1.0
     if not lo < hi:
-        raise SpecError(f"range [{lo:g}, {hi:g}] is empty: min must be below max", field=fieldname)
+        raise SpecError(
+            f"range [{lo:.6g}, {hi:.6g}] is empty: min must be below max", field=fieldname
+        )
     if not lo <= v <= hi:
-        raise SpecError(f"value {v:g} lies outside its range [{lo:g}, {hi:g}]", field=fieldname)
+        raise SpecError(
+            f"value {v:.6g} lies outside its range [{lo:.6g}, {hi:.6g}]", field=fieldname
+        )
     return ParamSpec(name=name, value=v, min=lo, max=hi, description=description)
 
 
-def _shape_of_nested(value: Any, fieldname: str) -> tuple[tuple[int, ...], list[float]]:
+def _shape_of_nested(
+    value: Any, fieldname: str, depth: int = 0
+) -> tuple[tuple[int, ...], list[float]]:
+    """The shape and row-major entries of a nested list of numbers (at most
+    :data:`MAX_TENSOR_DIMS` deep)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (), [_number(value, fieldname)]
     if isinstance(value, Sequence) and not isinstance(value, str):
+        if depth >= MAX_TENSOR_DIMS:
+            raise SpecError(
+                f"arrays nest at most {MAX_TENSOR_DIMS} deep (a scalar, a vector or a matrix)",
+                field=fieldname,
+            )
         if not value:
             raise SpecError("empty array", field=fieldname)
-        parts = [_shape_of_nested(v, fieldname) for v in value]
+        parts = [_shape_of_nested(v, fieldname, depth + 1) for v in value]
         shapes = {s for s, _ in parts}
         if len(shapes) != 1:
             raise SpecError("ragged array: rows of different lengths", field=fieldname)
         flat = [x for _, vals in parts for x in vals]
         return (len(value), *parts[0][0]), flat
-    raise SpecError(f"expected numbers, got {value!r}", field=fieldname)
+    raise SpecError(f"expected numbers, got {_clip(repr(value))}", field=fieldname)
+
+
+def _shape(raw: Any, fieldname: str) -> tuple[int, ...]:
+    """``shape = [2, 3]`` (or ``shape = 2``): 1 or 2 positive sizes."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = [raw]
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise SpecError(
+            f"shape must be a list of integers (1 or 2 sizes), got {_clip(repr(raw))}",
+            field=fieldname,
+        )
+    shape = tuple(_int(s, fieldname) for s in raw)
+    if not 1 <= len(shape) <= MAX_TENSOR_DIMS or any(s < 1 for s in shape):
+        shown = ", ".join(_show(s) for s in shape)
+        raise SpecError(f"shape must be 1 or 2 positive sizes, got [{shown}]", field=fieldname)
+    return shape
 
 
 def _tensor(name: str, value: Any) -> TensorSpec:
     fieldname = f"tensors.{name}"
     if not isinstance(value, Mapping):
         shape, data = _shape_of_nested(value, fieldname)
-        return TensorSpec(name=name, shape=shape, data=tuple(data))
+        return _check_size(TensorSpec(name=name, shape=shape, data=tuple(data)))
     unknown = set(value) - {"shape", "value", "init", "seed", "scale", "spectral_norm", "set"}
     if unknown:
         raise SpecError(f"unknown key(s) {', '.join(sorted(unknown))}", field=fieldname)
     if "value" in value:
         shape, data = _shape_of_nested(value["value"], fieldname)
-        if "shape" in value and tuple(_int(s, fieldname) for s in value["shape"]) != shape:
-            raise SpecError(
-                f"value has shape {shape}, not the declared {tuple(value['shape'])}",
-                field=fieldname,
-            )
+        if "shape" in value:
+            declared = _shape(value["shape"], fieldname)
+            if declared != shape:
+                raise SpecError(
+                    f"value has shape {list(shape)}, not the declared {list(declared)}",
+                    field=fieldname,
+                )
         t = TensorSpec(name=name, shape=shape, data=tuple(data))
     else:
-        if "shape" not in value:
-            raise SpecError("a drawn tensor needs a shape", field=fieldname)
-        raw_shape = value["shape"]
-        if isinstance(raw_shape, (int, float)) and not isinstance(raw_shape, bool):
-            raw_shape = [raw_shape]
-        if not isinstance(raw_shape, Sequence) or isinstance(raw_shape, str):
-            raise SpecError("shape must be a list of integers", field=fieldname)
-        shape = tuple(_int(s, fieldname) for s in raw_shape)
-        if any(s < 1 for s in shape) or len(shape) > 2:
-            raise SpecError(
-                f"shape must be 1 or 2 positive sizes, got {list(shape)}", field=fieldname
-            )
-        init = _string(value.get("init", "normal"), fieldname)
-        if init not in TENSOR_INITS:
-            raise SpecError(
-                f"unknown init '{init}'; choose one of {', '.join(TENSOR_INITS)}", field=fieldname
-            )
-        if init in ("orthogonal", "eye") and len(shape) != 2:
-            raise SpecError(f"init '{init}' needs a 2-D shape", field=fieldname)
-        seed = _int(value.get("seed", 0), fieldname)
-        scale = _number(value.get("scale", 1.0), fieldname)
-        sn = value.get("spectral_norm")
-        spectral_norm = None if sn is None else _number(sn, fieldname)
-        if spectral_norm is not None and len(shape) != 2:
-            raise SpecError("spectral_norm needs a 2-D shape", field=fieldname)
-        t = TensorSpec(
-            name=name, shape=shape, init=init, seed=seed, scale=scale, spectral_norm=spectral_norm
-        )
-    if t.size > MAX_TENSOR_SIZE:
+        t = _drawn_tensor(name, value, fieldname)
+    _check_size(t)
+    return replace(t, set=_element_sets(value.get("set", []), t, fieldname))
+
+
+def _drawn_tensor(name: str, value: Mapping[str, Any], fieldname: str) -> TensorSpec:
+    if "shape" not in value:
+        raise SpecError("a drawn tensor needs a shape", field=fieldname)
+    shape = _shape(value["shape"], fieldname)
+    init = _string(value.get("init", "normal"), fieldname)
+    if init not in TENSOR_INITS:
         raise SpecError(
-            f"tensor has {t.size} entries; the limit is {MAX_TENSOR_SIZE}", field=fieldname
+            f"unknown init '{_clip(init)}'; choose one of {', '.join(TENSOR_INITS)}",
+            field=fieldname,
         )
-    sets = []
-    for item in value.get("set", []):
-        if not isinstance(item, Sequence) or len(item) != len(t.shape) + 1:
+    if init in ("orthogonal", "eye") and len(shape) != 2:
+        raise SpecError(f"init '{init}' needs a 2-D shape", field=fieldname)
+    seed = _seed(value.get("seed", 0), fieldname)
+    scale = _number(value.get("scale", 1.0), fieldname)
+    sn = value.get("spectral_norm")
+    spectral_norm = None if sn is None else _labelled(_number, sn, fieldname, "spectral_norm")
+    if spectral_norm is not None:
+        if len(shape) != 2:
+            raise SpecError("spectral_norm needs a 2-D shape", field=fieldname)
+        if not spectral_norm > 0:
             raise SpecError(
-                f"each 'set' entry is [index..., value] with {len(t.shape)} indices",
+                f"spectral_norm must be positive, got {_show(spectral_norm)}",
                 field=fieldname,
             )
+        if init == "zeros" or scale == 0:
+            raise SpecError(
+                "spectral_norm cannot rescale a matrix of zeros (init 'zeros' or scale 0)",
+                field=fieldname,
+            )
+    return TensorSpec(
+        name=name, shape=shape, init=init, seed=seed, scale=scale, spectral_norm=spectral_norm
+    )
+
+
+def _check_size(t: TensorSpec) -> TensorSpec:
+    if t.size > MAX_TENSOR_SIZE:
+        raise SpecError(
+            f"tensor has {_show(t.size)} entries; the limit is {MAX_TENSOR_SIZE:,}",
+            field=f"tensors.{t.name}",
+        )
+    return t
+
+
+def _element_sets(
+    raw: Any, t: TensorSpec, fieldname: str
+) -> tuple[tuple[tuple[int, ...], float], ...]:
+    """``set = [[i, (j,) value], ...]``: element overrides applied after the draw."""
+    form = f"'set' is a list of [index..., value] entries with {len(t.shape)} indices"
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise SpecError(f"{form}, got {_clip(repr(raw))}", field=fieldname)
+    sets = []
+    for item in raw:
+        if not isinstance(item, Sequence) or isinstance(item, str) or len(item) != len(t.shape) + 1:
+            raise SpecError(f"{form}, got {_clip(repr(item))}", field=fieldname)
         idx = tuple(_int(i, fieldname) for i in item[:-1])
         if not all(0 <= i < s for i, s in zip(idx, t.shape)):
+            shown = ", ".join(_show(i) for i in idx)
             raise SpecError(
-                f"set index {list(idx)} out of range for shape {t.shape}", field=fieldname
+                f"set index [{shown}] out of range for shape {list(t.shape)}", field=fieldname
             )
         sets.append((idx, _number(item[-1], fieldname)))
-    return replace(t, set=tuple(sets))
+    return tuple(sets)
 
 
-_SOLVER_NUMBERS = {
-    "tol": (0.0, None),
-    "rtol": (0.0, None),
-    "div_bound": (0.0, None),
-    "period_tol": (0.0, None),
-}
+_SOLVER_NUMBERS = ("tol", "rtol", "div_bound", "period_tol")
+#: Integer settings and their ranges (those :class:`~implicit_viz.core.result.SolveOptions` takes).
+_SOLVER_INTS = {"max_iter": (1, MAX_ITER_LIMIT), "max_period": (2, MAX_PERIOD_LIMIT)}
 
 
 def _check_solver_section(solver: Mapping[str, Any]) -> None:
@@ -631,12 +776,15 @@ def _check_solver_section(solver: Mapping[str, Any]) -> None:
         fieldname = f"solver.{key}"
         if key in _SOLVER_NUMBERS:
             v = _number(val, fieldname)
-            if v < 0 or (key in ("tol", "div_bound") and v == 0):
-                raise SpecError(f"{key} must be positive, got {v:g}", field=fieldname)
-        elif key in ("max_iter", "max_period"):
+            if key == "rtol" and v < 0:
+                raise SpecError(f"rtol must be non-negative, got {_show(v)}", field=fieldname)
+            if key != "rtol" and not v > 0:
+                raise SpecError(f"{key} must be positive, got {_show(v)}", field=fieldname)
+        elif key in _SOLVER_INTS:
+            lo, hi = _SOLVER_INTS[key]
             n = _int(val, fieldname)
-            if not 1 <= n <= MAX_ITER_LIMIT:
-                raise SpecError(f"{key} must lie in 1..{MAX_ITER_LIMIT}, got {n}", field=fieldname)
+            if not lo <= n <= hi:
+                raise SpecError(f"{key} must lie in {lo}..{hi:,}, got {_show(n)}", field=fieldname)
         elif key == "solvers":
             if (
                 not isinstance(val, Sequence)
@@ -648,8 +796,8 @@ def _check_solver_section(solver: Mapping[str, Any]) -> None:
             pass  # per-solver options, checked by the solver registry
         else:
             raise SpecError(
-                f"unknown solver setting '{key}' (tol, rtol, max_iter, div_bound, period_tol, "
-                "max_period, solvers, or a [solver.NAME] table)",
+                f"unknown solver setting '{_clip(key)}' (tol, rtol, max_iter, div_bound, "
+                "period_tol, max_period, solvers, or a [solver.NAME] table)",
                 field=fieldname,
             )
 

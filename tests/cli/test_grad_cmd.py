@@ -151,7 +151,7 @@ def test_ill_posed_map_prints_a_warning_and_json_carries_the_flag(capsys):
         (["--wrt", "s", "--loss", "sum(zz)"], "unknown name 'zz'"),
         (["--wrt", "s", "--loss", "z"], "must be one number"),
         (["--wrt", "s", "--solver", "nope"], "unknown solver"),
-        (["--wrt", "s", "--unroll-max", "0"], "unroll_max"),
+        (["--wrt", "s", "--unroll-max", "0"], "--unroll-max"),
         (["--wrt", "s", "--out", "curves.txt"], ".csv, .npz, .json"),
     ],
 )

@@ -115,7 +115,7 @@ def test_logistic_orbit_counts_distinct_values(capsys, tmp_path):
         (["--x", "q=0:1:5"], "unknown target 'q'"),
         (["--x", "a=0:1:5", "--y", "a=0:2:5"], "both axes"),
         (["--x", "a=0:1:5", "--y", "x[0]=0:1:4", "--orbit", "10"], "1-D"),
-        (["--x", "a=0:1:5", "--memory-mb", "0.0000001"], "cannot hold one cell"),
+        (["--x", "a=0:1:5", "--memory-mb", "0.0000001"], "--memory-mb"),
         (["--x", "a=0:1:5", "--out", "/nonexistent/dir/g.npz"], "does not exist"),
         (["--x", "a=0:1:5", "--png", "picture.jpg"], ".png"),
         (["--x", "a=0:1:5", "--solver", "nope"], "unknown solver"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -623,3 +624,141 @@ def test_round_trip_keeps_extreme_numbers():
         )
     )
     assert_round_trip(spec)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hostile input (issue 15): bounded reads, seeds, huge numbers, nesting, solver ranges
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_load_spec_refuses_an_endless_device_at_once(device):
+    """The old reader read /dev/zero until the machine ran out of memory."""
+    with pytest.raises(SpecError) as info:
+        load_spec(device)
+    assert device in info.value.message and "not a regular file" in info.value.message
+
+
+def test_load_spec_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "spec.toml"
+    os.mkfifo(fifo)  # nobody writes to it: opening it for reading would block forever
+    with pytest.raises(SpecError, match="not a regular file"):
+        load_spec(fifo)
+
+
+def test_load_spec_refuses_a_file_over_the_gui_cap(tmp_path):
+    from implicit_viz.core.limits import MAX_INPUT_FILE_BYTES
+
+    big = tmp_path / "big.toml"
+    text = 'dim = 1\nf = "z"\n'
+    big.write_text(text + "#" * (MAX_INPUT_FILE_BYTES - len(text)) + "\n")
+    with pytest.raises(SpecError, match=r"over the limit of 2\.0 MiB"):
+        load_spec(big)
+    big.write_text(text + "#" * (MAX_INPUT_FILE_BYTES - len(text) - 1) + "\n")  # exactly the cap
+    assert load_spec(big).dim == 1
+
+
+@pytest.mark.parametrize("seed", [2**63, 10**23, 1e23, -1])
+def test_seeds_outside_the_generators_range_name_the_field(seed):
+    tensor = {"shape": [2, 2], "seed": seed}
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(base(tensors={"W": tensor, "x": [1.0, -1.0]}))
+    assert info.value.field == "tensors.W" and "seed" in info.value.message
+    assert len(info.value.message) < 80  # 1e+23, not 24 digits
+
+
+def test_the_largest_seed_is_one_torch_takes(tanh_spec):
+    from implicit_viz.core.spec import MAX_SEED
+
+    torch.Generator().manual_seed(MAX_SEED)  # the bound is real: no overflow here
+    with pytest.raises((RuntimeError, ValueError)):
+        torch.Generator().manual_seed(2**64)  # ... and what the old spec let through is not
+    spec = spec_from_dict(base(tensors={"W": {"shape": [2, 2], "seed": MAX_SEED}, "x": [1, 2]}))
+    compile_spec(spec)
+    deq = load_spec("deq_cell")
+    with pytest.raises(SpecError) as info:
+        deq.with_overrides({"W.seed": "100000000000000000000000"})
+    assert info.value.field == "--set W.seed" and "1e+23" in info.value.message
+    assert deq.with_overrides({"W.seed": "7"}).tensor("W").seed == 7
+
+
+@pytest.mark.parametrize("norm", [-1.0, 0.0])
+def test_spectral_norm_must_be_positive(norm):
+    tensor = {"shape": [2, 2], "spectral_norm": norm}
+    with pytest.raises(SpecError, match="spectral_norm must be positive"):
+        spec_from_dict(base(tensors={"W": tensor, "x": [1.0, -1.0]}))
+    zeros = {"shape": [2, 2], "init": "zeros", "spectral_norm": 1.0}
+    with pytest.raises(SpecError, match="zeros"):
+        spec_from_dict(base(tensors={"W": zeros, "x": [1.0, -1.0]}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"dim": 1e300}, "dim"),
+        ({"dim": 10**40}, "dim"),
+        ({"solver": {"max_iter": 1e300}}, "solver.max_iter"),
+        ({"tensors": {"W": {"shape": [10**30, 10**30]}, "x": [1.0, 2.0]}}, "tensors.W"),
+    ],
+)
+def test_huge_numbers_are_shown_compactly(changes, field):
+    """``dim = 1e300`` printed a 301-digit number."""
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(base(**changes))
+    assert info.value.field == field
+    assert len(info.value.message) < 100 and "e+" in info.value.message
+
+
+def test_deeply_nested_toml_is_one_spec_error():
+    """tomllib recursed into a RecursionError on an array nested 3,000 deep."""
+    text = 'dim = 1\nf = "z"\n[tensors]\nx = ' + "[" * 3000 + "1" + "]" * 3000 + "\n"
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert info.value.field == "toml" and "nested" in info.value.message
+    with pytest.raises(SpecError, match="nest at most 2 deep"):
+        parse_spec('dim = 1\nf = "z"\n[tensors]\nx = [[[1.0]]]\n')
+
+
+@pytest.mark.parametrize("bad", [5, "abc", {"a": 1}, [5]])
+def test_set_that_is_not_a_list_of_entries_is_a_spec_error(bad):
+    """``set = 5`` raised TypeError (int is not iterable)."""
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(base(tensors={"W": {"shape": [2, 2], "set": bad}, "x": [1.0, 2.0]}))
+    assert info.value.field == "tensors.W" and "set" in info.value.message
+
+
+def test_a_single_size_shape_goes_with_a_value():
+    """``x = { shape = 2, value = [...] }`` raised TypeError; it is the shape [2]."""
+    spec = spec_from_dict(
+        base(tensors={"W": [[0.5, 0.1], [0.2, 0.3]], "x": {"shape": 2, "value": [1, 2]}})
+    )
+    assert spec.tensor("x").shape == (2,) and spec.tensor("x").data == (1.0, 2.0)
+    with pytest.raises(SpecError, match="declared"):
+        spec_from_dict(base(tensors={"W": [[0.5]], "x": {"shape": 3, "value": [1, 2]}}))
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 1.7976931348623157e308])
+def test_automatic_range_of_an_extreme_param_stays_finite(value):
+    """``a = 1e308`` gave the range [0, inf], which the app's sliders cannot show."""
+    p = spec_from_dict(base(params={"a": value})).param("a")
+    assert math.isfinite(p.min) and math.isfinite(p.max) and p.min <= value <= p.max
+
+
+def test_solver_section_takes_what_the_solve_options_take():
+    from implicit_viz.core.result import SolveOptions
+
+    ok = spec_from_dict(base(solver={"max_period": 1024, "period_tol": 1e-9}))
+    SolveOptions(max_period=ok.solver["max_period"], period_tol=ok.solver["period_tol"])
+    for bad in ({"max_period": 1025}, {"max_period": 1}, {"period_tol": 0.0}, {"rtol": -1.0}):
+        key = next(iter(bad))
+        with pytest.raises(SpecError) as info:
+            spec_from_dict(base(solver=bad))
+        assert info.value.field == f"solver.{key}"
+
+
+def test_text_is_not_a_number_in_a_file_but_is_in_an_override():
+    with pytest.raises(SpecError, match="text, not a number"):
+        spec_from_dict(base(solver={"tol": "1e-6"}))
+    with pytest.raises(SpecError, match="text, not an integer"):
+        spec_from_dict(base(dim="2"))
+    assert spec_from_dict(base()).with_overrides({"a": "0.25"}).param("a").value == 0.25
