@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -174,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trace:
         write_trace(args.trace, spec, results)
+    notes = diagnostic_notes(results)
+    for note in notes:
+        print(f"implicit-viz: note: {note}", file=sys.stderr)
     if args.json:
         from implicit_viz.core.export import metadata
 
@@ -188,11 +192,23 @@ def run(args: argparse.Namespace) -> int:
                 "status_codes": meta["status_codes"],
                 "trace": args.trace,
                 "results": [r.element(0) for r in results],
+                "notes": list(notes),
             }
         )
         return 0
     _print_table(spec, results, args)
     return 0
+
+
+def diagnostic_notes(results) -> tuple[str, ...]:
+    """Why diagnostics (rho, norms) were left out, once per reason, e.g. when the dense
+    Jacobians of a large map would cost too much."""
+    out: list[str] = []
+    for r in results:
+        note = r.extra.get("diagnostics_skipped")
+        if note and note not in out:
+            out.append(note)
+    return tuple(out)
 
 
 def _fmt(v: float | None, spec: str = ".3g") -> str:

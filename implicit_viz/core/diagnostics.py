@@ -111,7 +111,7 @@ def add_diagnostics(
         try:
             check_diagnostic_cost(fmap, int(conv.sum()))
         except LimitError as exc:
-            skipped = f"diagnostics skipped: {exc}"
+            skipped = f"diagnostics skipped: {exc.message}"
     if skipped is None and bool(conv.any()):
         eig = torch.full((b, d), complex(float("nan"), 0.0), device=result.z.device)
         eig = eig.to(torch.complex128 if result.z.dtype == torch.float64 else torch.complex64)
@@ -170,7 +170,9 @@ def check_diagnostic_cost(fmap: FixedPointMap, batch: int) -> None:
         field="diagnostics",
     )
     flops = dense_linalg_flops(d, batch)
-    check_cost("the eigenvalues of df/dz at z*", flops, MAX_DIAGNOSTIC_FLOPS, field="diagnostics")
+    check_cost(
+        "computing the eigenvalues of df/dz at z*", flops, MAX_DIAGNOSTIC_FLOPS, field="diagnostics"
+    )
     meta = fmap.to_meta()
     rows = 1 if meta.batch is None else meta.batch
     z = torch.empty(d, rows, dtype=fmap.dtype, device=META)
@@ -179,7 +181,12 @@ def check_diagnostic_cost(fmap: FixedPointMap, batch: int) -> None:
     except (RuntimeError, ValueError, TypeError, IndexError):
         return  # an operation without a meta kernel: cost unknown, computed as before
     flops += cost.flops * (batch if meta.batch is None else batch / rows)
-    check_cost("df/dz at z* and its eigenvalues", flops, MAX_DIAGNOSTIC_FLOPS, field="diagnostics")
+    check_cost(
+        "computing df/dz at z* and its eigenvalues",
+        flops,
+        MAX_DIAGNOSTIC_FLOPS,
+        field="diagnostics",
+    )
 
 
 def known_info(result: SolveResult) -> JacobianInfo | None:

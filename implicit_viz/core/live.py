@@ -320,6 +320,10 @@ def run_live(
         cancel=cancel,
     )
     traces = tuple(_trace(r, settings) for r in results)
+    for r in results:
+        skipped = r.extra.get("diagnostics_skipped")
+        if skipped and skipped not in notes:
+            notes = (*notes, skipped)
     cobweb = _cobweb(fmap, traces) if spec.dim == 1 and traces else None
     dev = str(fmap.device)
     return LiveSnapshot(

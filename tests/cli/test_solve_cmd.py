@@ -204,3 +204,25 @@ def test_spec_file_errors_name_the_file_line_and_column_the_editor_marks(tmp_pat
     # a preset name is not a file the user wrote: no prefix
     assert main(["solve", "tanh_layer", "--set", "q=1"]) == 2
     assert "tanh_layer.toml" not in capsys.readouterr().err
+
+
+def test_skipped_diagnostics_are_a_note_on_stderr_and_in_json(tmp_path, capsys, monkeypatch):
+    """Over the diagnostics' budget the rho column is '-', and the CLI says why (stderr; the
+    JSON document keeps it under "notes"), instead of leaving the blank unexplained."""
+    monkeypatch.setattr("implicit_viz.core.diagnostics.MAX_DIAGNOSTIC_FLOPS", 1.0)
+    spec = tmp_path / "half.toml"
+    spec.write_text('dim = 3\nf = "0.5 * z + 1"\n', encoding="utf-8")
+    assert main(["solve", str(spec), "--solver", "fixed_point", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["results"][0]["status"] == "converged"
+    assert doc["results"][0]["spectral_radius"] is None
+    assert len(doc["notes"]) == 1 and doc["notes"][0].startswith("diagnostics skipped")
+    assert err.strip() == f"implicit-viz: note: {doc['notes'][0]}"
+    # Within budget: rho is 0.5 (df/dz = 0.5 I) and no note.
+    monkeypatch.undo()
+    assert main(["solve", str(spec), "--solver", "fixed_point", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["notes"] == [] and err == ""
+    assert abs(doc["results"][0]["spectral_radius"] - 0.5) < 1e-12
