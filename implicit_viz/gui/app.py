@@ -68,7 +68,6 @@ def run_app(argv: Sequence[str] | None = None) -> int:
             print(f"implicit-viz: error: cannot write {out}: no such directory", file=sys.stderr)
             return 1
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
     elif _no_display():
         print(
             "implicit-viz: error: no display found (DISPLAY and WAYLAND_DISPLAY are unset). Run "
@@ -77,8 +76,11 @@ def run_app(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    problem = check_inputs(args.spec, args.session, strict=bool(args.screenshot))
+    if problem:  # one line, before any window: nothing half-opened, no thread to stop
+        print(f"implicit-viz: error: {problem}", file=sys.stderr)
+        return 2 if problem.startswith("no preset") else 1
 
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -95,11 +97,63 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     from implicit_viz.gui.main_window import MainWindow
 
     window = MainWindow(devices=available_devices())
+    try:
+        return _run_window(window, app, collector, args, w, h)
+    except Exception as exc:  # never leave with the worker threads running (Qt would abort)
+        log.error("unexpected error:\n%s", traceback.format_exc())
+        print(f"implicit-viz: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        window.shutdown()
+        return 1
+    finally:
+        collector.timer.stop()
+        gc.enable()  # the collector turned automatic collection off
+
+
+def check_inputs(spec: str | None, session: str | None, *, strict: bool) -> str:
+    """The one-line problem with the command line's SPEC and --session, "" when none.
+
+    SPEC must name a preset or a readable spec file (at most 2 MB); with ``strict`` (a
+    ``--screenshot`` run, which would otherwise picture something else) its text must parse too.
+    A session is checked whole, its spec text included, before any window opens."""
+    from implicit_viz.core.files import FileReadError, read_text_limited
+    from implicit_viz.core.presets import preset_names, preset_path
+    from implicit_viz.gui.session import SessionError, load_session
+
+    if session:
+        try:
+            load_session(session)
+        except SessionError as exc:
+            return str(exc)
+    if spec is None or (preset_path(spec) is not None and not Path(spec).is_file()):
+        return ""
+    p = Path(spec).expanduser()
+    if not p.exists() and not p.is_symlink() and p.suffix.lower() != ".toml" and "/" not in spec:
+        return f"no preset or spec file named '{spec}' (presets: {', '.join(preset_names())})"
+    try:
+        text = read_text_limited(p, what="spec file")
+    except FileReadError as exc:
+        return str(exc)
+    if strict:
+        from implicit_viz.core.errors import SpecError
+        from implicit_viz.core.spec import parse_spec
+
+        try:
+            parse_spec(text, path=str(p))
+        except SpecError as exc:
+            return f"{p}: {exc.one_line()}"
+        except ValueError as exc:  # a LimitError
+            return f"{p}: {exc}"
+    return ""
+
+
+def _run_window(window, app, collector, args, w: int, h: int) -> int:
+    """Show ``window`` (opening SPEC or the session), run the event loop; the exit status."""
+    from PySide6.QtCore import Qt, QTimer
+
+    out = Path(args.screenshot).expanduser() if args.screenshot else None
     window.resize(w, h)
     _install_excepthook(window)
     status = {"code": 0}
-
-    from PySide6.QtCore import Qt
 
     def first_solve(_rid: int) -> None:
         if args.view == "basins":
@@ -133,17 +187,13 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000), give_up)
 
     window.show()
-    if args.session:
-        window.start(args.spec)
-        window.open_session(args.session)
-    else:
-        window.start(args.spec)
-    try:
-        app.exec()
-        window.shutdown()
-    finally:
-        collector.timer.stop()
-        gc.enable()  # the collector turned automatic collection off
+    window.start(args.spec)
+    if args.session and not window.open_session(args.session):
+        window.shutdown()  # checked above; it changed on disk since: say so and stop
+        print(f"implicit-viz: error: {window.last_error}", file=sys.stderr)
+        return 1
+    app.exec()
+    window.shutdown()
     return status["code"]
 
 
@@ -157,10 +207,13 @@ def _no_display() -> bool:
 
 
 def _save(window, out: Path, status: dict, app) -> None:
-    if window.grab().save(str(out)):
+    from implicit_viz.gui.main_window import write_widget_image
+
+    try:
+        write_widget_image(window, out)  # atomic; a symbolic link is written through
         print(str(out))
-    else:
-        print(f"implicit-viz: error: cannot write {out}", file=sys.stderr)
+    except OSError as exc:
+        print(f"implicit-viz: error: {exc}", file=sys.stderr)
         status["code"] = 1
     app.quit()
 

@@ -73,6 +73,10 @@ TENSOR_HALF_RANGE = 1.0
 #: Periods named in the status line before "..." .
 STATUS_PERIODS = 6
 _ERROR_STYLE = "color: #b00020;"
+#: Shown while the map belongs to a spec the window no longer holds.
+STALE_TEXT = (
+    "the map is of the previous spec, which has changed since: run the sweep again (Ctrl+B)"
+)
 _MARKER_PEN = {"color": "#000000", "width": 1.5, "style": Qt.PenStyle.DashLine}
 
 
@@ -341,6 +345,10 @@ class BasinsView(QWidget):
         self._result: SweepResult | None = None
         self._shown: SweepResult | None = None
         self._sweep_id = 0
+        #: The window's spec when the shown map's sweep started; the map is stale once the
+        #: spec changes (its cells then describe another map: a click applies nothing).
+        self._sweep_spec: Spec | None = None
+        self._stale = False
         self._marker: dict[str, float] = {}
         self._legend_items: list[tuple[str, tuple[int, int, int]]] = []
         self.last_error = ""
@@ -487,6 +495,12 @@ class BasinsView(QWidget):
         old = self._spec
         self._spec = spec
         self._context_spec = spec
+        if (
+            self._sweep_spec is not None
+            and spec is not self._sweep_spec
+            and spec != self._sweep_spec
+        ):
+            self._mark_stale()
         targets = axis_targets(spec)
         if old is not None and targets == axis_targets(old) and old.name == spec.name:
             return
@@ -613,6 +627,8 @@ class BasinsView(QWidget):
             self._show_error(f"cannot run the sweep: {msg}")
             return None
         self._sweep_id = self.worker.start(req)
+        self._sweep_spec = self._spec
+        self._set_stale(False)
         self.redraws = 0
         self._prepare_plot(req)
         self.note_label.setVisible(False)
@@ -631,6 +647,27 @@ class BasinsView(QWidget):
     def running(self) -> bool:
         return self.cancel_button.isEnabled()
 
+    @property
+    def stale(self) -> bool:
+        """True when the spec changed since the shown map's sweep started."""
+        return self._stale
+
+    def _mark_stale(self) -> None:
+        """The spec changed: stop a running sweep, dim the map, and say so; clicks on it are
+        refused until the sweep runs again."""
+        if self._stale:
+            return
+        if self.running:
+            self.worker.cancel()
+        self._set_stale(True)
+        self.status_label.setStyleSheet(_ERROR_STYLE)
+        self.status_label.setText(STALE_TEXT)
+
+    def _set_stale(self, stale: bool) -> None:
+        self._stale = stale
+        for item in (self.image_item, self.scatter):
+            item.setOpacity(0.3 if stale else 1.0)
+
     def result(self) -> SweepResult | None:
         """The last finished (or cancelled) sweep's result."""
         return self._result
@@ -648,13 +685,13 @@ class BasinsView(QWidget):
 
     # worker signals --------------------------------------------------------------------------
     def _on_progress(self, sweep_id: int, fraction: float, stage: int) -> None:
-        if sweep_id != self._sweep_id:
+        if sweep_id != self._sweep_id or self._stale:
             return
         self.progress_bar.setFormat(("preview" if stage == 0 else "refining") + " %p%")
         self.progress_bar.setValue(round(1000 * fraction))
 
     def _on_rendered(self, sweep_id: int, result: SweepResult, rgb: np.ndarray) -> None:
-        if sweep_id != self._sweep_id:
+        if sweep_id != self._sweep_id or self._stale:
             return
         self._show(result, rgb)
         self.redraws += 1
@@ -664,6 +701,10 @@ class BasinsView(QWidget):
             return
         self._result = result
         self.cancel_button.setEnabled(False)
+        if self._stale:  # cancelled by a change of spec: the stale note stays
+            self.progress_bar.setFormat("stopped: the spec changed")
+            self.sweepFinished.emit(result)
+            return
         self.progress_bar.setFormat("cancelled %p%" if result.cancelled else "done")
         self.progress_bar.setValue(round(1000 * float(result.done.mean())))
         self.status_label.setStyleSheet("")
@@ -795,6 +836,9 @@ class BasinsView(QWidget):
         sent (None outside the grid)."""
         cell = self.cell_at(x, y)
         if cell is None or self._shown is None:
+            return None
+        if self._stale:
+            self._show_error(f"a click on this map applies nothing: {STALE_TEXT}")
             return None
         values = cell_assignments(self._shown, *cell)
         self.cellClicked.emit(values)

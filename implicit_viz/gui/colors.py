@@ -11,6 +11,8 @@ import math
 import weakref
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:  # pragma: no cover
     import pyqtgraph as pg
 
@@ -58,6 +60,18 @@ def status_tint(status: str) -> str | None:
     return STATUS_TINTS.get(status)
 
 
+#: Plotted values beyond +-PLOT_LIMIT become gaps: pyqtgraph's range arithmetic (``mn + mx``,
+#: ``mx - mn``) overflows to inf near the largest float and then raises on every paint.
+PLOT_LIMIT = 1e300
+
+
+def plottable(a: np.ndarray) -> np.ndarray:
+    """``a`` as float64 with NaN (a gap) where it is not finite or beyond +-:data:`PLOT_LIMIT`."""
+    a = np.asarray(a, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(a) <= PLOT_LIMIT, a, np.nan)
+
+
 def component_colors(n: int) -> list[str]:
     """``n`` hex colours for the components ``z_0 .. z_{n-1}``.
 
@@ -71,6 +85,17 @@ def component_colors(n: int) -> list[str]:
     cmap = pg.colormap.get("viridis")
     lut = cmap.getLookupTable(0.0, 0.9, nPts=n, alpha=False)
     return ["#{:02X}{:02X}{:02X}".format(*map(int, rgb)) for rgb in lut]
+
+
+def component_colors_at(indices: np.ndarray, n: int) -> list[str]:
+    """The colours :func:`component_colors` gives components ``indices`` of ``n`` (``n > 8``),
+    without building all ``n``."""
+    import pyqtgraph as pg
+
+    cmap = pg.colormap.get("viridis")
+    pos = 0.9 * np.asarray(indices, dtype=float) / max(n - 1, 1)
+    rgb = cmap.map(pos, mode="byte")[:, :3]
+    return ["#{:02X}{:02X}{:02X}".format(*map(int, c)) for c in rgb]
 
 
 def new_plot_widget(x_label: str, y_label: str) -> pg.PlotWidget:

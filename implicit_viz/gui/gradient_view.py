@@ -343,6 +343,10 @@ class GradientView(QWidget):
         self._settings = SolverSettings()
         self._report: GradReport | None = None
         self._shown_id = 0
+        #: Per submitted request id, the context (spec, values, seeds) it was built from: a
+        #: report whose context is no longer the view's is dropped, never shown.
+        self._submitted: dict[int, tuple] = {}
+        self._report_context: tuple | None = None
         self.last_error = ""
 
         self._build_controls()
@@ -494,6 +498,8 @@ class GradientView(QWidget):
         self._seeds = {k: int(v) for k, v in (seeds or {}).items()}
         if settings is not None:
             self._settings = settings
+        if self._report is not None and self._report_context is not None:
+            self._dim_report(self._report_context[0] != spec)
         self._update_wrt_choices()
         self._update_solver_label()
         if self.auto_check.isChecked() and spec is not None:
@@ -555,8 +561,26 @@ class GradientView(QWidget):
             self._show_error(str(exc))
             return None
         rid = self.worker.submit(request)
+        self._submitted[rid] = self._context()
+        for old in [r for r in self._submitted if r < rid and r != self._shown_id]:
+            del self._submitted[old]
         self._set_status(f"running the gradient lab on {request.spec.name}…")
         return rid
+
+    def _context(self) -> tuple:
+        """What a report depends on besides the controls: the spec, slider values, seeds."""
+        return (self._spec, tuple(sorted(self._values.items())), tuple(sorted(self._seeds.items())))
+
+    def _dim_report(self, stale: bool) -> None:
+        """Dim the plots of a report whose spec the window no longer holds, and say so."""
+        for widget in self.plot_widgets().values():
+            widget.getPlotItem().setOpacity(0.3 if stale else 1.0)
+        if stale:
+            self._set_status(
+                "the plots show a report of the previous spec, which has changed since: "
+                "Run for this one",
+                error=True,
+            )
 
     def shutdown(self) -> None:
         """Stop the worker thread (call before the app quits)."""
@@ -590,6 +614,7 @@ class GradientView(QWidget):
     def show_report(self, report: GradReport, seconds: float | None = None) -> None:
         """Draw ``report``: curves, levels, table, conditioning and warnings, status."""
         self._report = report
+        self._dim_report(False)
         err, mem = self._error_plot, self._memory_plot
         for name in CURVES:
             c = report.curve(name)
@@ -702,11 +727,16 @@ class GradientView(QWidget):
     def _on_report(self, request_id: int, report: GradReport) -> None:
         if request_id < self._shown_id:
             return  # an older answer arrived late: the newest request wins
+        context = self._submitted.pop(request_id, None)
+        if context != self._context():
+            return  # built from another spec or other values: dropped, never shown
         self._shown_id = request_id
+        self._report_context = context
         self.show_report(report, self.worker.duration(request_id))
         self.reportShown.emit(request_id)
 
     def _on_failed(self, request_id: int, message: str) -> None:
+        self._submitted.pop(request_id, None)
         if request_id >= self._shown_id:
             self._show_error(message)
 

@@ -40,7 +40,7 @@ from implicit_viz.gui.phase_view import PhaseView
 from implicit_viz.gui.preset_picker import PresetPicker
 from implicit_viz.gui.residual_view import ResidualView
 from implicit_viz.gui.session import SUFFIX as SESSION_SUFFIX
-from implicit_viz.gui.session import Session, SessionError, read_session, write_session
+from implicit_viz.gui.session import Session, SessionError, load_session, write_session
 from implicit_viz.gui.solve_worker import SolveWorker
 from implicit_viz.gui.solver_panel import SolverPanel
 from implicit_viz.gui.spec_editor import SpecEditor
@@ -246,17 +246,13 @@ class MainWindow(QMainWindow):
 
     def open_spec(self, path: str | Path) -> bool:
         """Load a spec file into the editor; a message (and False) when it cannot be read."""
+        from implicit_viz.core.files import read_text_limited
+
         p = Path(path).expanduser()
         try:
-            size = p.stat().st_size
-            if size > MAX_SPEC_BYTES:
-                raise ValueError(f"{size / 1024**2:.1f} MB is too large for a spec file")
-            text = p.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            self.report_error(f"cannot open {p}: not a UTF-8 text file")
-            return False
-        except (OSError, ValueError) as exc:
-            self.report_error(f"cannot open {p}: {getattr(exc, 'strerror', None) or exc}")
+            text = read_text_limited(p, MAX_SPEC_BYTES, "spec file")
+        except OSError as exc:  # FileReadError: the message names the file and the reason
+            self.report_error(str(exc))
             return False
         self._spec_path = str(p)
         self._preset_key = None
@@ -269,11 +265,13 @@ class MainWindow(QMainWindow):
 
     def save_spec(self, path: str | Path) -> bool:
         """Write the editor's text (as typed, valid or not) to ``path``."""
+        from implicit_viz.core.files import atomic_write_text
+
         p = Path(path).expanduser()
         try:
-            p.write_text(self.editor.text(), encoding="utf-8")
+            atomic_write_text(p, self.editor.text())  # the old file stays whole on a failure
         except OSError as exc:
-            self.report_error(f"cannot save the spec to {p}: {exc.strerror or exc}")
+            self.report_error(f"cannot save the spec: {exc}")
             return False
         self._spec_path = str(p)
         self.editor.set_modified(False)
@@ -513,8 +511,10 @@ class MainWindow(QMainWindow):
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             self.report_error(f"cannot save {p}: use a .png or .jpg file name")
             return None
-        if not self.grab().save(str(p)):
-            self.report_error(f"cannot write the window image to {p}")
+        try:
+            write_widget_image(self, p)
+        except OSError as exc:
+            self.report_error(f"cannot write the window image: {exc}")
             return None
         self.show_message(f"wrote {p}")
         return p
@@ -548,9 +548,11 @@ class MainWindow(QMainWindow):
         return out
 
     def open_session(self, path: str | Path) -> bool:
-        """Restore a session; a corrupt file leaves the window as it was, with a message."""
+        """Restore a session; a corrupt file leaves the window as it was, with a message.
+
+        The whole file is checked (against its own spec text too) before anything changes."""
         try:
-            s = read_session(path)
+            s, _spec = load_session(path)
         except SessionError as exc:
             self.report_error(str(exc))
             return False
@@ -575,8 +577,8 @@ class MainWindow(QMainWindow):
             self.params.set_values(s.values, s.seeds)
         finally:
             self.params.blockSignals(False)
-        comps = s.view.get("phase_components")
-        if isinstance(comps, list) and len(comps) == 2 and all(isinstance(c, int) for c in comps):
+        comps = s.view.get("phase_components")  # checked by the session: two ints < dim
+        if comps is not None:
             self.phase.set_components(*comps)
         view_tab = s.view.get("view_tab")
         if isinstance(view_tab, int) and 0 <= view_tab < self.views.count():
@@ -714,6 +716,24 @@ class MainWindow(QMainWindow):
             self.load_preset(spec)
         elif not self.open_spec(spec):
             QTimer.singleShot(0, lambda: self.load_preset(DEFAULT_PRESET))
+
+
+def write_widget_image(widget: QWidget, path: Path) -> Path:
+    """Grab ``widget`` and write it (PNG or JPEG by suffix) atomically, a symbolic link
+    written through; raises ``OSError`` naming the path."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from implicit_viz.core.files import atomic_write_bytes
+
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    fmt = "JPG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    ok = widget.grab().save(buffer, fmt)
+    buffer.close()
+    if not ok:
+        raise OSError(f"cannot encode the window image for '{path}'")
+    return atomic_write_bytes(path, bytes(data.data()))
 
 
 def _valid_overrides(spec: Spec, overrides: dict[str, float]) -> dict[str, float]:

@@ -7,16 +7,45 @@ the spec is edited the panel keeps what the user pulled, unless the text changed
 from __future__ import annotations
 
 import math
+import sys
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFormLayout, QLabel, QSpinBox, QWidget
-from superqt import QLabeledDoubleSlider
+from PySide6.QtWidgets import QFormLayout, QLabel, QWidget
+from superqt import QLabeledDoubleSlider, QLargeIntSpinBox
 
-from implicit_viz.core.spec import Spec
+from implicit_viz.core.spec import ParamSpec, Spec
+from implicit_viz.gui.session import SEED_MAX, SEED_MIN
 
-SEED_MAX = 2**31 - 1
 #: Slider positions per range: the step is (max - min) / STEPS.
 STEPS = 1000
+#: Where ``max - min`` of a range overflows, the slider's ends are clipped to +-SLIDER_LIMIT
+#: (half the largest float), so the span the slider divides by stays finite.
+SLIDER_LIMIT = sys.float_info.max / 2
+_FMAX = sys.float_info.max
+
+
+def slider_range(p: ParamSpec) -> tuple[float, float]:
+    """The slider's ends for ``p``: its range with infinite ends (an automatic range of a huge
+    value reaches inf) at the largest float, and, where ``max - min`` would overflow, clipped
+    to +-:data:`SLIDER_LIMIT`. Always finite, ``lo < hi`` and ``hi - lo`` finite."""
+    lo = -1.0 if math.isnan(p.min) else max(float(p.min), -_FMAX)
+    hi = 1.0 if math.isnan(p.max) else min(float(p.max), _FMAX)
+    if not math.isfinite(hi - lo):
+        lo, hi = max(lo, -SLIDER_LIMIT), min(hi, SLIDER_LIMIT)
+    if not lo < hi:  # pragma: no cover - the spec guarantees min < max
+        lo, hi = -1.0, 1.0
+    return lo, hi
+
+
+def slider_steps(lo: float, hi: float) -> tuple[int, float, float]:
+    """``(decimals, single step, page step)`` for a slider over ``[lo, hi]`` (finite,
+    ``lo < hi``), computed without overflow: ``hi - lo`` may exceed the largest float."""
+    step = hi / STEPS - lo / STEPS  # finite: each term is at most max / STEPS
+    page = hi / 20 - lo / 20
+    if not step > 0:  # a span so small that /STEPS underflows
+        step = page = hi - lo
+    decimals = max(2, min(8, 3 - math.floor(math.log10(step * STEPS))))
+    return decimals, step, page
 
 
 class ParamPanel(QWidget):
@@ -35,7 +64,7 @@ class ParamPanel(QWidget):
         self._form = QFormLayout(self)
         self._form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         self._sliders: dict[str, QLabeledDoubleSlider] = {}
-        self._seeds: dict[str, QSpinBox] = {}
+        self._seeds: dict[str, QLargeIntSpinBox] = {}
         self._structure: tuple = ()
         self._spec_values: dict[str, float] = {}
         self._spec_seeds: dict[str, int] = {}
@@ -55,7 +84,7 @@ class ParamPanel(QWidget):
     def slider(self, name: str) -> QLabeledDoubleSlider:
         return self._sliders[name]
 
-    def seed_box(self, name: str) -> QSpinBox:
+    def seed_box(self, name: str) -> QLargeIntSpinBox:
         return self._seeds[name]
 
     def set_values(self, values: dict[str, float], seeds: dict[str, int] | None = None) -> None:
@@ -64,7 +93,7 @@ class ParamPanel(QWidget):
         moved = False
         for name, v in values.items():
             s = self._sliders.get(name)
-            if s is not None and math.isfinite(v):
+            if s is not None and not math.isnan(v):
                 v = min(max(float(v), s.minimum()), s.maximum())
                 if s.value() != v:
                     s.blockSignals(True)
@@ -73,7 +102,7 @@ class ParamPanel(QWidget):
                     moved = True
         for name, seed in (seeds or {}).items():
             b = self._seeds.get(name)
-            if b is not None and b.value() != int(seed):
+            if b is not None and b.minimum() <= int(seed) <= b.maximum() and b.value() != int(seed):
                 b.blockSignals(True)
                 b.setValue(int(seed))
                 b.blockSignals(False)
@@ -117,16 +146,19 @@ class ParamPanel(QWidget):
         self._seeds.clear()
         for p in spec.params:
             s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            span = p.max - p.min
-            decimals = max(2, min(8, 3 - math.floor(math.log10(span)) if span > 0 else 3))
+            lo, hi = slider_range(p)
+            decimals, step, page = slider_steps(lo, hi)
             s.setDecimals(decimals)
-            s.setRange(p.min, p.max)
-            s.setSingleStep(span / STEPS if span > 0 else 1.0)
-            s.setPageStep(span / 20 if span > 0 else 1.0)
-            s.setValue(p.value)
+            s.setRange(lo, hi)
+            s.setSingleStep(step)
+            s.setPageStep(page)
+            s.setValue(min(max(p.value, lo), hi))
             s.setObjectName(f"param_{p.name}")
-            tip = f"{p.name} in [{p.min:g}, {p.max:g}]" + (
-                f": {p.description}" if p.description else ""
+            clipped = (lo, hi) != (p.min, p.max)
+            tip = (
+                f"{p.name} in [{p.min:g}, {p.max:g}]"
+                + (f" (the slider covers [{lo:g}, {hi:g}])" if clipped else "")
+                + (f": {p.description}" if p.description else "")
             )
             s.setToolTip(tip)
             label = QLabel(p.name)
@@ -137,8 +169,9 @@ class ParamPanel(QWidget):
         for t in spec.tensors:
             if not t.is_random:
                 continue
-            b = QSpinBox()
-            b.setRange(0, SEED_MAX)
+            b = QLargeIntSpinBox()
+            # any seed the spec holds fits (no overflow); a session's seeds lie in SEED_MIN..MAX
+            b.setRange(min(SEED_MIN, t.seed), max(SEED_MAX, t.seed))
             b.setValue(t.seed)
             b.setObjectName(f"seed_{t.name}")
             b.setToolTip(f"seed of the random tensor {t.name} {list(t.shape)} ({t.init})")

@@ -25,6 +25,7 @@ from implicit_viz.gui.colors import (
     FOREGROUND,
     add_legend,
     new_plot_widget,
+    plottable,
     set_title,
     settle,
     solver_color,
@@ -34,7 +35,9 @@ _GREY = "#777777"
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
-    return np.where(np.isfinite(a), a, np.nan)
+    """NaN (a gap) for non-finite values and those beyond ``PLOT_LIMIT`` (pyqtgraph's range
+    arithmetic overflows near the largest float)."""
+    return plottable(a)
 
 
 def _last_finite(points: np.ndarray) -> np.ndarray:
@@ -327,9 +330,11 @@ class PhaseView(QWidget):
     def _draw_cobweb(self, snap: LiveSnapshot) -> None:
         self._set_labels("z", "f(z)")
         self._set_title(f"{snap.spec_name}: cobweb of z ↦ f(z)")
-        if snap.cobweb is not None and snap.cobweb.x.size:
-            x = snap.cobweb.x
-            self._curve.setData(x, _finite(snap.cobweb.fx), connect="finite")
+        cob = snap.cobweb
+        keep = np.isfinite(_finite(cob.x)) if cob is not None else np.zeros(0, bool)
+        if keep.any():
+            x = cob.x[keep]
+            self._curve.setData(x, _finite(cob.fx)[keep], connect="finite")
             self._diagonal.setData([x[0], x[-1]], [x[0], x[-1]])
         marks: dict[str, dict[str, np.ndarray]] = {"start": {}, "end": {}, "cycle": {}}
         for trace in snap.traces:
@@ -348,5 +353,5 @@ class PhaseView(QWidget):
         marks["start"][trace.solver] = pts[:1] if ok[:1].all() else np.empty((0, 2))
         marks["end"][trace.solver] = _last_finite(pts)
         if trace.cycle is not None and trace.cycle.size:
-            cyc = trace.cycle[:, cols]
+            cyc = _finite(trace.cycle[:, cols])
             marks["cycle"][trace.solver] = cyc[np.isfinite(cyc).all(axis=1)]

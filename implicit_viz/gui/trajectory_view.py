@@ -4,26 +4,75 @@ A tab plots ``trace.trajectory[:, i]`` against the step ``0..T`` for every compo
 a legend when ``dim <= 8`` and a viridis sweep over components otherwise. The tab's title holds
 the outcome in words. Plots and curves (``PlotCurveItem``: lighter than ``PlotDataItem``, which
 matters at dim 64) are reused across snapshots (only ``setData``), and tabs that are not visible
-are redrawn when they are next shown. Non-finite values are gaps in the curves.
+are redrawn when they are next shown. Non-finite values (and values beyond
+:data:`~implicit_viz.gui.colors.PLOT_LIMIT`) are gaps in the curves.
+
+At most :data:`MAX_CURVES` components are drawn (each curve costs time on the GUI thread on
+every redraw: 65536 of them froze the window for over a minute): above that, the ones whose
+iterates span the widest range, ties spread evenly over the indices
+(:func:`chosen_components`), and a note above the plot says how many of how many are drawn.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from implicit_viz.core.live import LiveSnapshot, SolverTrace
 from implicit_viz.gui.colors import (
     add_legend,
     component_colors,
+    component_colors_at,
     new_plot_widget,
+    plottable,
     set_title,
     settle,
 )
 
 #: Largest dim that gets a legend and thicker lines.
 LEGEND_MAX_DIM = 8
+#: Most components drawn as curves; a larger dim draws this many (:func:`chosen_components`).
+MAX_CURVES = 200
+#: How the drawn components are chosen, for the note above the plot.
+CHOICE_RULE = "the ones that move most (ties spread evenly)"
+#: The rule in full, the note's tooltip.
+CHOICE_TIP = (
+    "Each curve costs time on every redraw, so at most {most} components are drawn: those "
+    "whose iterates span the widest range (max - min over the steps; one that reaches inf "
+    "first, one never finite last); among equal spans, indices spread evenly over 0..dim-1."
+)
+
+
+def chosen_components(traj: np.ndarray, most: int = MAX_CURVES) -> np.ndarray:
+    """Indices (ascending) of the components of ``traj (T, D)`` drawn as curves.
+
+    All of them when ``D <= most``. Otherwise the ``most`` whose iterates span the widest range
+    (max - min of the finite ones; a component that reaches +-inf ranks first, one never finite
+    last); among equal spans, indices closest to an even spread over ``0..D-1`` first, so that
+    a map moving every component alike shows an even sample.
+    """
+    dim = traj.shape[1] if traj.ndim == 2 else 0
+    if dim <= most:
+        return np.arange(dim)
+    with np.errstate(invalid="ignore", over="ignore"):
+        hi = np.fmax.reduce(traj, axis=0)  # fmax/fmin skip NaN
+        lo = np.fmin.reduce(traj, axis=0)
+        span = hi - lo
+    never = np.isnan(hi)
+    span = np.where(np.isnan(span), np.inf, span)  # inf - inf: it blew up
+    span[never] = -1.0
+    idx = np.arange(dim)
+    spread = (idx * most) % dim  # 0 for the evenly spread indices round(k * dim / most)
+    order = np.lexsort((spread, -span))
+    return np.sort(order[:most])
+
+
+def choice_note(drawn: int, dim: int) -> str:
+    """The note shown when not every component is drawn ("" when all are)."""
+    if drawn >= dim:
+        return ""
+    return f"{drawn} of {dim:,} components drawn: {CHOICE_RULE}"
 
 
 class _SolverPage:
@@ -33,9 +82,12 @@ class _SolverPage:
         self.plot = new_plot_widget("step", "z_i")
         self.legend: pg.LegendItem | None = None
         self.curves: list[pg.PlotCurveItem] = []
+        #: The component each curve draws, and the dim they were chosen from.
+        self.components: np.ndarray = np.arange(0)
+        self.dim = 0
         self.title = ""
 
-    def _make_curves(self, dim: int) -> None:
+    def _make_curves(self, dim: int, count: int) -> None:
         pi = self.plot.getPlotItem()
         for c in self.curves:
             pi.removeItem(c)
@@ -46,24 +98,38 @@ class _SolverPage:
             self.legend = add_legend(self.plot, columns=1 if dim <= 4 else 2)
         if self.legend is not None:
             self.legend.setVisible(small)
-        width = 2.0 if small else 1.0
         self.curves = []
-        for i, color in enumerate(component_colors(dim)):
-            curve = pg.PlotCurveItem(
-                pen=pg.mkPen(color, width=width),
-                connect="finite",
-                name=f"z_{i}" if small else None,
-            )
+        for i in range(count):
+            curve = pg.PlotCurveItem(connect="finite", name=f"z_{i}" if small else None)
             pi.addItem(curve)
             self.curves.append(curve)
+        self.components = np.arange(0)
+
+    def _set_components(self, dim: int, chosen: np.ndarray) -> None:
+        """Colour each curve by its component's place in ``0..dim-1`` (pens only change when
+        the choice does)."""
+        if dim == self.dim and np.array_equal(chosen, self.components):
+            return
+        width = 2.0 if dim <= LEGEND_MAX_DIM else 1.0
+        if len(chosen) == dim:
+            colors = component_colors(dim)
+        else:
+            colors = component_colors_at(chosen, dim)
+        for curve, color in zip(self.curves, colors, strict=True):
+            curve.setPen(pg.mkPen(color, width=width))
+        self.components, self.dim = chosen, dim
 
     def draw(self, trace: SolverTrace) -> None:
         traj = trace.trajectory
         dim = traj.shape[1] if traj.ndim == 2 else 0
-        if dim != len(self.curves):
-            self._make_curves(dim)
+        chosen = chosen_components(traj) if traj.ndim == 2 else np.arange(0)
+        if len(chosen) != len(self.curves) or (dim <= LEGEND_MAX_DIM) != (
+            self.dim <= LEGEND_MAX_DIM
+        ):
+            self._make_curves(dim, len(chosen))
+        self._set_components(dim, chosen)
         steps = np.arange(traj.shape[0], dtype=float)
-        values = np.where(np.isfinite(traj), traj, np.nan)
+        values = plottable(traj[:, chosen]) if len(chosen) else traj
         for i, curve in enumerate(self.curves):
             curve.setData(steps, values[:, i])
         title = f"{trace.label}: {trace.message}"
@@ -79,8 +145,16 @@ class TrajectoryView(QWidget):
         super().__init__(parent)
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
+        #: Says how many components are drawn and how they were chosen (hidden when all are).
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #8a5a00; padding: 1px 4px;")
+        self.note.setVisible(False)
+        self.note.setToolTip(CHOICE_TIP.format(most=MAX_CURVES))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.note)
         layout.addWidget(self.tabs)
         self._pages: dict[str, _SolverPage] = {}
         self._order: tuple[str, ...] = ()
@@ -162,8 +236,13 @@ class TrajectoryView(QWidget):
     def _draw_current(self) -> None:
         index = self.tabs.currentIndex()
         if 0 <= index < len(self._order):
+            page = self._pages[self._order[index]]
             self._flush(self._order[index])
-            settle(self._pages[self._order[index]].plot)
+            note = choice_note(len(page.curves), page.dim)
+            if note != self.note.text():
+                self.note.setText(note)
+            self.note.setVisible(bool(note))
+            settle(page.plot)
 
     def _on_tab_changed(self, _index: int) -> None:
         self._draw_current()

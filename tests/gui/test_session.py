@@ -69,7 +69,7 @@ def test_corrupt_files_name_the_problem(tmp_path, content, words):
 
 
 def test_missing_and_unwritable(tmp_path):
-    with pytest.raises(SessionError, match="cannot read session"):
+    with pytest.raises(SessionError, match="no such session file"):
         read_session(tmp_path / "nope.ivsession")
     with pytest.raises(SessionError, match="cannot write session"):
         write_session(tmp_path / "no_dir" / "s.ivsession", sample())
