@@ -11,6 +11,11 @@ options, and the names of the status codes, so a reader needs no other document.
   names the rows; ``metadata`` is a JSON string (spec, options, status codes).
 - CSV: one row per solver, element and step (``solver, element, step, residual, z_0 ...``) after
   ``#`` comment lines holding the metadata as JSON.
+
+Every file is written atomically (:mod:`implicit_viz.core.files`): to a temporary file beside it,
+renamed into place once complete, so a failure, a full disk or a Ctrl-C leaves the old file as it
+was; a symbolic link is written through. A sweep's JSON is streamed array by array and row by
+row, never built whole in memory, and refused above :data:`MAX_SWEEP_JSON_BYTES` (use NPZ).
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from implicit_viz import __version__
+from implicit_viz.core.files import FileWriteError, atomic_open
 from implicit_viz.core.jsonsafe import json_safe
+from implicit_viz.core.limits import format_bytes
 from implicit_viz.core.result import SolveResult
 from implicit_viz.core.spec import Spec
 from implicit_viz.core.status import status_descriptions, status_names
@@ -150,11 +157,16 @@ def trace_csv(spec: Spec | None, results: Sequence[SolveResult]) -> str:
     return buf.getvalue()
 
 
-def write_file(path: str | Path, writers: Mapping[str, Callable[[Path], None]]) -> Path:
-    """Write ``path`` with the writer registered for its suffix (``{".npz": fn, ...}``).
+Writer = Callable[[BinaryIO], object]
+
+
+def write_file(path: str | Path, writers: Mapping[str, Writer]) -> Path:
+    """Write ``path`` atomically with the writer registered for its suffix (``{".npz": fn}``,
+    each ``fn(fh)`` writing to a binary file object).
 
     Raises :class:`ExportError` naming the path and the reason: an unknown suffix, a missing
-    folder, no permission, a full disk.
+    folder, no permission, a full disk. On any failure (KeyboardInterrupt included) an existing
+    file at ``path`` is left as it was and no temporary file remains.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -163,23 +175,38 @@ def write_file(path: str | Path, writers: Mapping[str, Callable[[Path], None]]) 
             f"cannot write '{p}': unknown format '{suffix or '(none)'}'; use {', '.join(writers)}"
         )
     try:
-        writers[suffix](p)
+        with atomic_open(p) as fh:
+            writers[suffix](fh)
     except ExportError:
         raise
+    except FileWriteError as exc:
+        raise ExportError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise ExportError(f"cannot write '{p}': {_reason(exc)}") from None
     return p
 
 
-def write_npz(p: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Compressed NPZ of ``arrays``."""
-    with _open_binary(p) as fh:
-        np.savez_compressed(fh, **arrays)
+def write_npz(p: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Compressed NPZ of ``arrays`` at ``p``, written atomically."""
+    return write_file(p, {Path(p).suffix.lower(): lambda fh: _npz(fh, arrays)})
 
 
-def write_json(p: Path, doc: Any, indent: int | None = None) -> None:
-    """Strict JSON (NaN and inf are errors: convert them to null first)."""
-    _write_text(p, json.dumps(doc, indent=indent, allow_nan=False))
+def write_json(p: str | Path, doc: Any, indent: int | None = None) -> Path:
+    """Strict JSON at ``p``, written atomically (NaN and inf are errors: make them null first)."""
+    return write_file(p, {Path(p).suffix.lower(): lambda fh: _json(fh, doc, indent)})
+
+
+def _npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    # numpy streams each array into the zip member in chunks (no whole copy)
+    np.savez_compressed(fh, **arrays)
+
+
+def _json(fh: BinaryIO, doc: Any, indent: int | None = None) -> None:
+    fh.write(json.dumps(doc, indent=indent, allow_nan=False).encode("utf-8"))
+
+
+def _text(fh: BinaryIO, text: str) -> None:
+    fh.write(text.encode("utf-8"))
 
 
 def write_trace(path: str | Path, spec: Spec | None, results: Sequence[SolveResult]) -> Path:
@@ -190,25 +217,11 @@ def write_trace(path: str | Path, spec: Spec | None, results: Sequence[SolveResu
     return write_file(
         path,
         {
-            ".csv": lambda p: _write_text(p, trace_csv(spec, results)),
-            ".npz": lambda p: write_npz(p, trace_arrays(spec, results)),
-            ".json": lambda p: write_json(p, trace_json(spec, results), indent=1),
+            ".csv": lambda fh: _text(fh, trace_csv(spec, results)),
+            ".npz": lambda fh: _npz(fh, trace_arrays(spec, results)),
+            ".json": lambda fh: _json(fh, trace_json(spec, results), indent=1),
         },
     )
-
-
-def _write_text(p: Path, text: str) -> None:
-    try:
-        p.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ExportError(f"cannot write '{p}': {_reason(exc)}") from None
-
-
-def _open_binary(p: Path):
-    try:
-        return p.open("wb")
-    except OSError as exc:
-        raise ExportError(f"cannot write '{p}': {_reason(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -229,33 +242,120 @@ def _csv_num(v: Any) -> str:
 
 
 SWEEP_SUFFIXES = (".npz", ".json")
+#: Largest sweep written as JSON (estimated file size); larger sweeps are refused with a pointer
+#: to NPZ. A 4096 x 4096 sweep of a dim-2 map is about 1.6 GB of JSON.
+MAX_SWEEP_JSON_BYTES = 4 * 1024**3
+#: Arrays up to this many elements are written as one JSON list; larger ones row by row.
+_JSON_CHUNK = 1 << 12
+#: Estimated characters per element in JSON ("0.123456789, "), by dtype kind and item size.
+_JSON_CHARS = {"b": 6, "i": 6, "u": 6, "f4": 17, "f8": 25}
+
+
+def _sweep_json_arrays(result: Any) -> dict[str, np.ndarray]:
+    arrays = result.arrays()
+    return {k: v for k, v in arrays.items() if k not in ("metadata", "status_names")}
+
+
+def sweep_json_size(result: Any) -> int:
+    """Estimated bytes of a sweep written as JSON (the per-cell arrays dominate)."""
+    total = 0
+    for a in _sweep_json_arrays(result).values():
+        key = a.dtype.kind if a.dtype.kind != "f" else f"f{min(a.dtype.itemsize, 8)}"
+        total += a.size * _JSON_CHARS.get(key, 25)
+    return total + 64 * 1024
+
+
+def request_json_size(request: Any) -> int:
+    """Estimated bytes of the JSON of a sweep that is yet to run (a ``SweepRequest``)."""
+    from implicit_viz.core.sweep import MAX_Z_BYTES
+
+    cells, d = request.cells, request.spec.dim
+    per_cell = 4 * _JSON_CHARS["i"] + 2 * _JSON_CHARS["f4"] + _JSON_CHARS["b"]
+    if cells * d * 4 <= MAX_Z_BYTES:
+        per_cell += d * _JSON_CHARS["f4"]
+    orbit = request.shape[1] * request.orbit * d * _JSON_CHARS["f4"]
+    return cells * per_cell + orbit + 64 * 1024
+
+
+def check_sweep_json(result: Any, path: str | Path = "sweep.json") -> None:
+    """Raise :class:`ExportError` when a sweep's JSON would exceed :data:`MAX_SWEEP_JSON_BYTES`.
+
+    ``result`` is a finished ``SweepResult`` or a ``SweepRequest`` (to refuse before running)."""
+    is_request = not hasattr(result, "status")
+    est = request_json_size(result) if is_request else sweep_json_size(result)
+    cells = result.cells if is_request else result.status.size
+    if est > MAX_SWEEP_JSON_BYTES:
+        raise ExportError(
+            f"cannot write '{path}': this sweep ({cells:,} cells) would take about "
+            f"{format_bytes(est)} as JSON, over the limit of {format_bytes(MAX_SWEEP_JSON_BYTES)} "
+            f"for JSON; write it as .npz instead"
+        )
 
 
 def sweep_json(result: Any) -> dict[str, Any]:
-    """A sweep as JSON-ready data: metadata, summary and every per-cell array (NaN -> null)."""
+    """A sweep as JSON-ready data: metadata, summary and every per-cell array (NaN -> null).
+
+    This builds the whole document in memory; :func:`write_sweep` streams the same text."""
+    out = _sweep_json_head(result)
+    out["arrays"] = {k: _json_array(v) for k, v in _sweep_json_arrays(result).items()}
+    return out
+
+
+def _sweep_json_head(result: Any) -> dict[str, Any]:
     out = result.metadata()
     out["summary"] = result.summary()
-    arrays = result.arrays()
-    out["arrays"] = {
-        k: _json_array(v) for k, v in arrays.items() if k not in ("metadata", "status_names")
-    }
-    return out
+    return json_safe(out)
+
+
+def stream_sweep_json(fh: BinaryIO, result: Any) -> None:
+    """Write :func:`sweep_json`'s document to ``fh`` as ``json.dumps`` would (same bytes), one
+    array and one row at a time."""
+    head = json.dumps(_sweep_json_head(result), allow_nan=False)
+    fh.write(head[:-1].encode("ascii"))
+    fh.write(b', "arrays": {' if len(head) > 2 else b'"arrays": {')
+    for i, (name, arr) in enumerate(_sweep_json_arrays(result).items()):
+        fh.write((", " if i else "").encode("ascii") + json.dumps(name).encode("ascii") + b": ")
+        _stream_array(fh, arr)
+    fh.write(b"}}")
+
+
+def _stream_array(fh: BinaryIO, a: np.ndarray) -> None:
+    if a.ndim <= 1 or a.size <= _JSON_CHUNK:
+        fh.write(json.dumps(_json_array(a), allow_nan=False).encode("ascii"))
+        return
+    fh.write(b"[")
+    for i in range(a.shape[0]):
+        if i:
+            fh.write(b", ")
+        _stream_array(fh, a[i])
+    fh.write(b"]")
 
 
 def write_sweep(path: str | Path, result: Any) -> Path:
     """Write a :class:`~implicit_viz.core.sweep.SweepResult` to ``.npz`` (arrays, with the
-    metadata as a JSON string) or ``.json``. Raises :class:`ExportError` naming the path."""
+    metadata as a JSON string) or ``.json`` (streamed; refused above
+    :data:`MAX_SWEEP_JSON_BYTES`). Atomic; raises :class:`ExportError` naming the path."""
+    if Path(path).suffix.lower() == ".json":
+        check_sweep_json(result, path)
     return write_file(
         path,
         {
-            ".npz": lambda p: write_npz(p, result.arrays()),
-            ".json": lambda p: write_json(p, sweep_json(result)),
+            ".npz": lambda fh: _npz(fh, result.arrays()),
+            ".json": lambda fh: stream_sweep_json(fh, result),
         },
     )
 
 
 def _json_array(a: np.ndarray) -> Any:
-    return json_safe(a.tolist())
+    """``a.tolist()`` with non-finite floats as None (vectorised for float arrays)."""
+    if a.dtype.kind != "f" or not a.ndim:
+        return json_safe(a.tolist())
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return a.tolist()
+    obj = a.astype(object)
+    obj[bad] = None
+    return obj.tolist()
 
 
 GRAD_SUFFIXES = (".csv", ".npz", ".json")
@@ -298,8 +398,8 @@ def write_grad_report(path: str | Path, report: Any) -> Path:
     return write_file(
         path,
         {
-            ".csv": lambda p: _write_text(p, grad_csv(report)),
-            ".npz": lambda p: write_npz(p, report.arrays()),
-            ".json": lambda p: write_json(p, report.to_dict(), indent=1),
+            ".csv": lambda fh: _text(fh, grad_csv(report)),
+            ".npz": lambda fh: _npz(fh, report.arrays()),
+            ".json": lambda fh: _json(fh, report.to_dict(), indent=1),
         },
     )

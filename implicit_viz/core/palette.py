@@ -62,6 +62,10 @@ def basin_color(i: int) -> RGB:
     return BASIN_COLORS[i % len(BASIN_COLORS)]
 
 
+#: Cells coloured per chunk of :func:`cell_colors` (bounds its float temporaries).
+_CHUNK_CELLS = 1 << 18
+
+
 def cell_colors(
     status: np.ndarray,
     iterations: np.ndarray,
@@ -73,21 +77,51 @@ def cell_colors(
     """RGB image ``(ny, nx, 3)`` uint8 for per-cell arrays of a sweep.
 
     Converged cells take their basin's hue (one hue if ``basin`` is -1), scaled from full
-    brightness (1 step) to 35 % (``max_iter`` steps) on a log scale when ``shade``.
+    brightness (1 step) to 35 % (``max_iter`` steps) on a log scale when ``shade``. Colours are
+    looked up in tables, a block of rows at a time: beyond the uint8 image, memory stays small
+    at any grid size (the inputs may be views, e.g. flipped ``a[::-1]``).
     """
-    out = np.zeros((*status.shape, 3), np.float64)
+    out = np.empty((*status.shape, 3), np.uint8)
+    if not status.size:
+        return out
+    rows = status.shape[0] if status.ndim else 1
+    cols = max(status.size // max(rows, 1), 1)
+    step = max(1, _CHUNK_CELLS // cols)
+    flat = out.reshape(rows, cols, 3)
+    views = [np.reshape(a, (rows, cols)) for a in (status, iterations, basin, period)]
+    for r0 in range(0, rows, step):
+        chunk = [v[r0 : r0 + step].ravel() for v in views]
+        rgb = _chunk_colors(*chunk, max_iter=max_iter, shade=shade)
+        flat[r0 : r0 + step] = rgb.reshape(-1, cols, 3)
+    return out
+
+
+_BASIN_LUT = np.array([*BASIN_COLORS, CONVERGED_COLOR], float)
+_PERIOD_LUT = np.array([*PERIOD_COLORS, LONG_PERIOD_COLOR], float)
+
+
+def _chunk_colors(
+    status: np.ndarray,
+    iterations: np.ndarray,
+    basin: np.ndarray,
+    period: np.ndarray,
+    max_iter: int,
+    shade: bool,
+) -> np.ndarray:
+    """:func:`cell_colors` of flat arrays: ``(n, 3)`` uint8."""
+    out = np.zeros((len(status), 3), np.float64)
     conv = status == int(Status.CONVERGED)
     if conv.any():
-        b = basin[conv]
-        hues = np.array([basin_color(int(i)) if i >= 0 else CONVERGED_COLOR for i in b], float)
+        b = basin[conv].astype(np.int64)
+        hues = _BASIN_LUT[np.where(b >= 0, b % len(BASIN_COLORS), len(BASIN_COLORS))]
         if shade:
-            it = iterations[conv].astype(float)
-            t = np.log1p(it) / np.log1p(max(max_iter, 1))
+            t = np.log1p(iterations[conv].astype(float)) / np.log1p(max(max_iter, 1))
             hues = hues * (1.0 - 0.65 * np.clip(t, 0, 1))[:, None]
         out[conv] = hues
     per = status == int(Status.PERIODIC)
     if per.any():
-        out[per] = np.array([period_color(int(k)) for k in period[per]], float)
+        k = np.clip(period[per].astype(np.int64), 2, LONG_PERIOD) - 2
+        out[per] = _PERIOD_LUT[k]
     for st, rgb in STATUS_COLORS.items():
         m = status == int(st)
         if m.any():
@@ -102,15 +136,14 @@ def legend(
     items: list[tuple[str, RGB]] = []
     conv = status == int(Status.CONVERGED)
     if conv.any():
-        ids = np.unique(basin[conv])
+        ids = _unique_where(basin, conv)
         if (ids < 0).all():
             items.append(("converged", CONVERGED_COLOR))
         for i in ids[ids >= 0][:12]:
             pt = ", ".join(f"{v:.3g}" for v in fixed_points[int(i)][:3])
             more = ", ..." if fixed_points.shape[1] > 3 else ""
             items.append((f"basin {int(i)}: z* = ({pt}{more})", basin_color(int(i))))
-    pmask = status == int(Status.PERIODIC)
-    ks = np.unique(period[pmask])
+    ks = _unique_where(period, status == int(Status.PERIODIC))
     for k in ks[ks < LONG_PERIOD]:
         items.append((f"periodic, k = {int(k)}", period_color(int(k))))
     long = [int(k) for k in ks[ks >= LONG_PERIOD]]
@@ -121,3 +154,13 @@ def legend(
         if (status == int(st)).any():
             items.append((st.label.replace("_", " "), STATUS_COLORS[st]))
     return items
+
+
+def _unique_where(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``np.unique(values[mask])``, a block at a time (no copy of the whole selection)."""
+    v, m = np.ravel(values), np.ravel(mask)
+    parts = [
+        np.unique(v[i : i + _CHUNK_CELLS][m[i : i + _CHUNK_CELLS]])
+        for i in range(0, v.size, _CHUNK_CELLS)
+    ]
+    return np.unique(np.concatenate(parts)) if parts else v[:0]

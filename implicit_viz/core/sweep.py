@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -247,7 +248,7 @@ class SweepResult:
 
     def counts(self) -> dict[str, int]:
         """Cells per outcome name."""
-        codes = np.bincount(self.status.ravel().astype(np.int64), minlength=len(Status))
+        codes = _bincount(self.status, len(Status))
         return {s.label: int(codes[int(s)]) for s in Status}
 
     def summary(self) -> dict[str, Any]:
@@ -255,10 +256,10 @@ class SweepResult:
         total = self.status.size
         solved = int(self.done.sum())
         counts = self.counts()
-        conv = self.basin[self.basin >= 0]
-        basin_counts = np.bincount(conv, minlength=len(self.fixed_points)) if conv.size else []
-        periods = self.period[self.status == int(Status.PERIODIC)]
-        hist = {int(p): int(c) for p, c in zip(*np.unique(periods, return_counts=True))}
+        # basin + 1: index 0 counts the cells without a basin (-1)
+        per_basin = _bincount(self.basin, len(self.fixed_points) + 1, offset=1)[1:]
+        basin_counts = per_basin if per_basin.any() else []
+        hist = _period_histogram(self.period, self.status)
         return {
             "cells": total,
             "solved": solved,
@@ -338,6 +339,33 @@ class SweepResult:
         return np.where(self.done, arr, coarse)
 
 
+#: Cells per block when summarising a grid (bounds the temporaries at any grid size).
+_SUMMARY_CHUNK = 1 << 22
+
+
+def _bincount(a: np.ndarray, minlength: int, offset: int = 0) -> np.ndarray:
+    """``np.bincount(a.ravel() + offset, minlength)``, a block at a time."""
+    flat = a.reshape(-1)
+    out = np.zeros(minlength, np.int64)
+    for i in range(0, flat.size, _SUMMARY_CHUNK):
+        c = np.bincount(flat[i : i + _SUMMARY_CHUNK].astype(np.int64) + offset)
+        if len(c) > len(out):
+            out = np.concatenate([out, np.zeros(len(c) - len(out), np.int64)])
+        out[: len(c)] += c
+    return out
+
+
+def _period_histogram(period: np.ndarray, status: np.ndarray) -> dict[int, int]:
+    """Cells per period among the periodic cells, a block at a time."""
+    p, st = period.reshape(-1), status.reshape(-1)
+    hist: dict[int, int] = {}
+    for i in range(0, p.size, _SUMMARY_CHUNK):
+        sel = p[i : i + _SUMMARY_CHUNK][st[i : i + _SUMMARY_CHUNK] == int(Status.PERIODIC)]
+        for k, c in zip(*np.unique(sel, return_counts=True)):
+            hist[int(k)] = hist.get(int(k), 0) + int(c)
+    return dict(sorted(hist.items()))
+
+
 @dataclass(frozen=True)
 class SweepProgress:
     """Sent after each tile: cells solved so far, of how many, and the pass (0 preview, 1 rest)."""
@@ -366,8 +394,7 @@ def validate(request: SweepRequest) -> list[Target]:
             raise SweepError(f"axis {ax.target}: the resolution must be at least 1, got {ax.n}")
         if ax.n > MAX_AXIS_CELLS:
             raise SweepError(f"axis {ax.target}: {ax.n} cells; the limit is {MAX_AXIS_CELLS}")
-        if not (math.isfinite(ax.lo) and math.isfinite(ax.hi)):
-            raise SweepError(f"axis {ax.target}: the range must be finite")
+        _check_range(ax, request.dtype)
         if not ax.lo < ax.hi:
             raise SweepError(
                 f"axis {ax.target}: empty range, lo ({ax.lo:g}) must be below hi ({ax.hi:g})"
@@ -400,6 +427,25 @@ def validate(request: SweepRequest) -> list[Target]:
         raise SweepError(str(exc)) from None
     tile_size(request)
     return targets
+
+
+def _check_range(ax: Axis, dtype: str) -> None:
+    """Finite ends, a span that is a finite number, and values the sweep's dtype can hold."""
+    if not (math.isfinite(ax.lo) and math.isfinite(ax.hi)):
+        raise SweepError(
+            f"axis {ax.target}: the range must be finite, got lo={ax.lo:g}, hi={ax.hi:g}"
+        )
+    if not math.isfinite(ax.hi - ax.lo):
+        raise SweepError(
+            f"axis {ax.target}: the span hi - lo = {ax.hi:g} - ({ax.lo:g}) overflows; "
+            f"the ends may differ by at most {sys.float_info.max:.3g}"
+        )
+    big = float(np.finfo(dtype).max) if dtype in ("float16", "float32", "float64") else math.inf
+    if max(abs(ax.lo), abs(ax.hi)) > big:
+        raise SweepError(
+            f"axis {ax.target}: the range {ax.lo:g}:{ax.hi:g} does not fit in {dtype} "
+            f"(largest {big:.3g}); narrow it or sweep in float64"
+        )
 
 
 def bytes_per_cell(request: SweepRequest) -> int:
@@ -436,16 +482,37 @@ def tile_size(request: SweepRequest) -> int:
     return max(1, min(request.memory_budget // need, MAX_TILE, request.cells))
 
 
-def _cell_order(request: SweepRequest) -> list[np.ndarray]:
-    """Flat cell indices (``iy * nx + ix``) of each pass: the coarse preview, then the rest."""
+def _pass_tiles(request: SweepRequest, tile: int) -> list[Iterator[np.ndarray]]:
+    """Flat cell indices (``iy * nx + ix``) of each pass, tile by tile: the coarse preview
+    (every ``preview``-th cell along each axis), then the rest, each in row-major order.
+
+    Tiles are generated as they are needed, so no index array of the whole grid is ever held
+    (a 8192 x 8192 grid's would be 512 MiB).
+    """
     ny, nx = request.shape
     s = request.preview
-    if s <= 1 or (ny * nx) <= 4 * s * s:
-        return [np.arange(ny * nx)]
-    iy, ix = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-    coarse = ((iy % s == 0) & (ix % s == 0)).ravel()
-    flat = np.arange(ny * nx)
-    return [flat[coarse], flat[~coarse]]
+    total = ny * nx
+    if s <= 1 or total <= 4 * s * s:
+        return [(np.arange(i, min(i + tile, total)) for i in range(0, total, tile))]
+    coarse = (np.arange(0, ny, s)[:, None] * nx + np.arange(0, nx, s)[None, :]).ravel()
+    preview = (coarse[i : i + tile] for i in range(0, len(coarse), tile))
+    return [preview, _rest_tiles(ny, nx, s, tile)]
+
+
+def _rest_tiles(ny: int, nx: int, s: int, tile: int) -> Iterator[np.ndarray]:
+    """The cells outside the preview subgrid, in row-major order, in tiles of ``tile`` cells."""
+    rows = max(1, tile // nx)
+    carry = np.zeros(0, np.int64)
+    for r0 in range(0, ny, rows):
+        flat = np.arange(r0 * nx, min(r0 + rows, ny) * nx)
+        keep = ((flat // nx) % s != 0) | ((flat % nx) % s != 0)
+        cells = np.concatenate([carry, flat[keep]])
+        full = len(cells) // tile * tile
+        for i in range(0, full, tile):
+            yield cells[i : i + tile]
+        carry = cells[full:]
+    if len(carry):
+        yield carry
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,18 +577,18 @@ def iter_sweep(
     flat_res = result.residual.reshape(-1)
     flat_period = result.period.reshape(-1)
     flat_lyap = result.lyapunov.reshape(-1)
-    basin_raw = np.full(ny * nx, -1, np.int64)  # discovery-order ids, relabelled at the end
+    flat_basin = result.basin.reshape(-1)
+    rank: np.ndarray | None = np.zeros(0, np.int64)  # discovery id -> label (sorted order)
 
-    passes = _cell_order(request)
+    passes = _pass_tiles(request, tile)
     total = ny * nx
     solved = 0
     cancelled = False
-    for stage, cells in enumerate(passes):
-        for start in range(0, len(cells), tile):
+    for stage, tiles in enumerate(passes):
+        for idx in tiles:
             if cancel is not None and cancel():
                 cancelled = True
                 break
-            idx = cells[start : start + tile]
             fm, z0 = _tile_problem(fmap, targets, idx, nx, xs, ys)
             res = solve(fm, solver, z0, options=request.options, cancel=cancel)
             # a run of consecutive cells (every tile of a sweep without preview) is written
@@ -538,8 +605,12 @@ def iter_sweep(
             z_np = res.z.cpu().numpy()
             if result.z is not None:
                 result.z.reshape(-1, d)[at] = z_np
+            ids = None
             if conv.any() and not basins.overflow:
-                basin_raw[idx[conv]] = basins.assign(z_np[conv].astype(np.float64))
+                ids = basins.assign(z_np[conv].astype(np.float64))
+            rank = _relabel(result, basins, rank)
+            if ids is not None and rank is not None:
+                flat_basin[idx[conv]] = np.where(ids >= 0, rank[np.maximum(ids, 0)], -1)
             if request.orbit:
                 result.orbit[idx] = _orbit(fm, solver, res.z, request.orbit)  # type: ignore[index]
             result.cell_iterations += int(res.iterations.sum())
@@ -547,12 +618,10 @@ def iter_sweep(
             if (st == int(Status.NOT_RUN)).any():
                 cancelled = True
                 break
-            _relabel(result, basins, basin_raw)
             result.elapsed_s = time.perf_counter() - t0
             yield result, SweepProgress(solved, total, stage, result.elapsed_s)
         if cancelled:
             break
-    _relabel(result, basins, basin_raw)
     result.cancelled = cancelled
     result.elapsed_s = time.perf_counter() - t0
     if cancelled:
@@ -616,7 +685,10 @@ class _BasinIndex:
         if self.overflow or not len(z):
             return ids
         finite = np.isfinite(z).all(axis=1)
-        keys = np.floor(z[finite] / self.tol).astype(np.int64)
+        # clipped so that far-away points (a huge div_bound) cannot overflow int64 or a span
+        with np.errstate(over="ignore"):  # |z| / tol beyond float64: clipped below
+            scaled = np.floor(z[finite] / self.tol)
+        keys = np.clip(scaled, -(2.0**61), 2.0**61).astype(np.int64)
         if len(keys) > 64 * self.limit:
             # A sample with too many distinct keys already decides it (its count is a lower
             # bound of the whole's), without sorting every point.
@@ -649,8 +721,9 @@ class _BasinIndex:
 
     def _nearest(self, z: np.ndarray, only_last: bool = False) -> np.ndarray:
         pts = self.points[-1:] if only_last else self.points
-        scale = 1.0 + np.abs(z).max(axis=1)
-        dist = np.abs(z[:, None, :] - pts[None, :, :]).max(axis=2)  # (n, K)
+        with np.errstate(over="ignore"):  # points near the float64 limit: distance inf
+            scale = 1.0 + np.abs(z).max(axis=1)
+            dist = np.abs(z[:, None, :] - pts[None, :, :]).max(axis=2)  # (n, K)
         best = dist.argmin(axis=1)
         ok = dist[np.arange(len(z)), best] <= self.tol * scale
         base = len(self.points) - 1 if only_last else 0
@@ -667,7 +740,9 @@ def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     lo = keys.min(axis=0)
     span = keys.max(axis=0) - lo + 1
-    if np.all(span > 0) and float(np.prod(span.astype(np.float64))) < 2.0**62:
+    # log2 of the product of the spans: a product of 128 spans overflows float64 (with a NumPy
+    # warning on stderr) where its log does not
+    if np.all(span > 0) and float(np.log2(span.astype(np.float64)).sum()) < 62.0:
         radix = np.cumprod(np.concatenate([[1], span[::-1][:-1]]))[::-1]
         packed = (keys - lo) @ radix.astype(np.int64)
         _, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
@@ -676,26 +751,45 @@ def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse.reshape(-1)
 
 
-def _relabel(result: SweepResult, basins: _BasinIndex, raw: np.ndarray) -> None:
-    """Number fixed points in sorted (lexicographic, rounded) order, independent of discovery."""
+def _relabel(
+    result: SweepResult, basins: _BasinIndex, rank: np.ndarray | None
+) -> np.ndarray | None:
+    """Number fixed points in sorted (lexicographic, rounded) order, independent of discovery.
+
+    ``rank`` maps discovery ids to the labels already written into ``result.basin``; when a new
+    point changes the order, those labels are renumbered in place. Returns the new map (None
+    once the basins overflowed: then every label is -1 and ``fixed_points`` empty).
+    """
     pts = basins.points
     result.basins_resolved = not basins.overflow
     if basins.overflow:
         result.fixed_points = np.zeros((0, pts.shape[1]))
-        result.basin[...] = -1
-        return
+        if rank is not None:
+            result.basin.fill(-1)
+        return None
     if not len(pts):
         result.fixed_points = pts.copy()
-        return
-    key = np.round(pts / max(basins.tol, 1e-12)).astype(np.int64)
+        return np.zeros(0, np.int64)
+    with np.errstate(over="ignore"):
+        scaled = np.round(pts / max(basins.tol, 1e-12))
+    key = np.clip(scaled, -(2.0**62), 2.0**62).astype(np.int64)
     order = np.lexsort(key.T[::-1])
-    rank = np.empty(len(pts), np.int64)
-    rank[order] = np.arange(len(pts))
+    new = np.empty(len(pts), np.int64)
+    new[order] = np.arange(len(pts))
     result.fixed_points = pts[order].copy()
-    flat = result.basin.reshape(-1)
-    has = raw >= 0
-    flat[has] = rank[raw[has]]
-    flat[~has] = -1
+    old = rank if rank is not None else np.zeros(0, np.int64)
+    if len(old) and not np.array_equal(new[: len(old)], old):
+        lut = np.full(len(old) + 1, -1, np.int32)  # old label -> new label; lut[-1] = -1
+        lut[old] = new[: len(old)]
+        _remap(result.basin.reshape(-1), lut)
+    return new
+
+
+def _remap(flat: np.ndarray, lut: np.ndarray, chunk: int = 1 << 20) -> None:
+    """``flat[:] = lut[flat]`` in place, a block at a time (bounded temporaries)."""
+    for i in range(0, flat.size, chunk):
+        seg = flat[i : i + chunk]
+        seg[...] = lut[seg]
 
 
 def axis_label(target: str, spec: Spec) -> str:

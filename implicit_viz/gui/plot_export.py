@@ -2,8 +2,9 @@
 
 The plot's part of its scene is rendered into memory (PNG: a QImage at twice the on-screen size
 with device pixel ratio 2; SVG: ``QSvgGenerator``; PDF: ``QPdfWriter`` on a page of the plot's
-shape, vector) and the bytes are written with ordinary file I/O, so every failure is an
-:class:`~implicit_viz.core.export.ExportError` naming the path and the reason.
+shape, vector) and the bytes are written atomically (a temporary file beside the target, renamed
+into place; a symbolic link is written through), so a failure leaves an old file as it was and is
+an :class:`~implicit_viz.core.export.ExportError` naming the path and the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PySide6.QtGui import QColor, QImage, QPageLayout, QPageSize, QPainter, QPdf
 from PySide6.QtWidgets import QGraphicsItem
 
 from implicit_viz.core.export import ExportError
+from implicit_viz.core.files import FileWriteError, atomic_write_bytes
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 #: PNG pixels per on-screen pixel.
@@ -216,16 +218,14 @@ def export_plot(widget: Any, path: str | Path) -> Path:
         data = _pdf_bytes(item, source, path)
     if not data:
         raise ExportError(f"cannot export plot to {path}: rendering produced no {suffix} data")
-    existed = path.exists() or path.is_symlink()
     try:
-        with open(path, "wb") as fh:
-            fh.write(data)
-    except OSError as exc:
-        if not existed:  # leave no half-written file behind
-            path.unlink(missing_ok=True)
-        raise ExportError(f"cannot export plot to {path}: {exc.strerror or exc}") from exc
-    if not path.is_file() or path.stat().st_size == 0:
-        raise ExportError(
-            f"cannot export plot to {path}: the file is missing or empty after writing"
-        )
+        atomic_write_bytes(path, data)
+    except FileWriteError as exc:
+        raise ExportError(f"cannot export plot to {path}: {_reason(exc)}") from None
     return path
+
+
+def _reason(exc: FileWriteError) -> str:
+    """The reason part of a :class:`FileWriteError` ("cannot write 'p': reason")."""
+    text = str(exc)
+    return text.split("': ", 1)[1] if "': " in text else text

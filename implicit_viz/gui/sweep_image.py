@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from implicit_viz.core.export import ExportError
+from implicit_viz.core.files import FileWriteError, atomic_write_bytes
 from implicit_viz.core.palette import cell_colors, legend
 from implicit_viz.core.sweep import SweepResult, axis_label
 
@@ -56,10 +57,10 @@ def render_sweep(result: SweepResult, title: str | None = None):
     p.setFont(font)
     plot = QRectF(MARGIN_L, MARGIN_T, PLOT, plot_h)
 
-    rgb = cell_colors(
-        result.status, result.iterations, result.basin, result.period, req.options.max_iter
-    )
     if one_d and result.orbit is not None:
+        rgb = cell_colors(
+            result.status, result.iterations, result.basin, result.period, req.options.max_iter
+        )
         orbit = result.orbit[:, :, 0].astype(float)  # (nx, M)
         finite = np.isfinite(orbit)
         lo, hi = (
@@ -86,9 +87,16 @@ def render_sweep(result: SweepResult, title: str | None = None):
         y_ticks = (lo, hi)
         y_title = "z[0] (last iterates)"
     else:
-        data = np.ascontiguousarray(rgb[::-1])  # row 0 (y = lo) at the bottom
+        # row 0 (y = lo) at the bottom: colours are written straight into a flipped buffer
+        data = cell_colors(
+            result.status[::-1],
+            result.iterations[::-1],
+            result.basin[::-1],
+            result.period[::-1],
+            req.options.max_iter,
+        )
         ny, nx = data.shape[:2]
-        qimg = QImage(data.data, nx, ny, 3 * nx, QImage.Format.Format_RGB888).copy()
+        qimg = QImage(data.data, nx, ny, 3 * nx, QImage.Format.Format_RGB888)  # no copy
         p.drawImage(
             plot,
             qimg.scaled(
@@ -156,10 +164,27 @@ def render_sweep(result: SweepResult, title: str | None = None):
     return img
 
 
+def png_bytes(image) -> bytes:
+    """A QImage encoded as PNG, in memory."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    data = QByteArray()
+    buf = QBuffer(data)
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    ok = image.save(buf, "PNG")
+    buf.close()
+    return bytes(data.data()) if ok else b""
+
+
 def save_sweep_png(result: SweepResult, path: str | Path, title: str | None = None) -> Path:
-    """Render and write a PNG; :class:`ExportError` when it cannot be written."""
+    """Render and write a PNG atomically (a failure leaves an old file as it was);
+    :class:`ExportError` naming the path when it cannot be written."""
     p = Path(path)
-    img = render_sweep(result, title)
-    if not img.save(str(p), "PNG"):
-        raise ExportError(f"cannot write '{p}': Qt could not save the PNG (check the folder)")
+    data = png_bytes(render_sweep(result, title))
+    if not data:
+        raise ExportError(f"cannot write '{p}': Qt could not encode the PNG")
+    try:
+        atomic_write_bytes(p, data)
+    except FileWriteError as exc:
+        raise ExportError(str(exc)) from None
     return p

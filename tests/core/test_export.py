@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core import export as export_mod
+from implicit_viz.core import files as files_mod
 from implicit_viz.core.driver import compare, solve
-from implicit_viz.core.export import ExportError, trace_arrays, write_trace
+from implicit_viz.core.export import (
+    MAX_SWEEP_JSON_BYTES,
+    ExportError,
+    sweep_json,
+    trace_arrays,
+    write_grad_report,
+    write_sweep,
+    write_trace,
+)
+from implicit_viz.core.gradients import GradRequest, gradient_lab
+from implicit_viz.core.jsonsafe import json_safe
 from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import load_spec, parse_spec
+from implicit_viz.core.sweep import Axis, SweepRequest, sweep
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +90,186 @@ def test_unwritable_file_raises_export_error(tmp_path, logistic_batch):
     target.mkdir()  # a folder where the file should go: cannot be opened for writing
     with pytest.raises(ExportError, match=r"t\.csv"):
         write_trace(target, spec, [res])
+
+
+# --- atomic writes: a failure in any writer leaves the old file byte for byte -------------------
+
+OLD = b"an earlier, valid export\n" * 200
+
+
+def fail_after(monkeypatch, nbytes: int, exc: BaseException) -> None:
+    """Writes to the temporary file raise ``exc`` once ``nbytes`` were written (a disk that
+    fills up, or a Ctrl-C, in the middle of the write)."""
+    real_fdopen = os.fdopen
+
+    class Failing:
+        def __init__(self, fh):
+            self._fh, self._n = fh, 0
+
+        def write(self, data):
+            if self._n + len(data) > nbytes:
+                self._fh.write(bytes(data)[: max(nbytes - self._n, 0)])
+                raise exc
+            self._n += len(data)
+            return self._fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return self._fh.__exit__(*a)
+
+    monkeypatch.setattr(files_mod.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.fixture(scope="module")
+def small_sweep():
+    spec = load_spec("tanh_layer")
+    return sweep(SweepRequest(spec, Axis("a", 0.0, 3.0, 40), Axis("x[0]", -2.0, 2.0, 30)))
+
+
+@pytest.fixture(scope="module")
+def grad_report():
+    return gradient_lab(GradRequest(load_spec("tanh_layer"), ("a",)))
+
+
+EXPORTS = [
+    f"{kind}{suffix}"
+    for kind, suffixes in (("trace", ".csv .npz .json"), ("grad", ".csv .npz .json"))
+    for suffix in suffixes.split()
+] + ["sweep.npz", "sweep.json"]
+
+
+def _writer(name, logistic_batch, small_sweep, grad_report):
+    spec, res = logistic_batch
+    kind = name.split(".")[0]
+    if kind == "trace":
+        return lambda p: write_trace(p, spec, [res])
+    if kind == "grad":
+        return lambda p: write_grad_report(p, grad_report)
+    return lambda p: write_sweep(p, small_sweep)
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_full_disk_mid_write_keeps_the_old_file(
+    tmp_path, monkeypatch, logistic_batch, small_sweep, grad_report, name
+):
+    write = _writer(name, logistic_batch, small_sweep, grad_report)
+    path = tmp_path / name
+    path.write_bytes(OLD)
+    fail_after(monkeypatch, 1000, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    with pytest.raises(ExportError, match="no space left on device") as info:
+        write(path)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == OLD
+    assert temp_files(tmp_path) == []
+    monkeypatch.undo()
+    write(path)  # and with space, the new file is complete
+    assert path.read_bytes() != OLD
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_second_ctrl_c_mid_write_keeps_the_old_file(
+    tmp_path, monkeypatch, logistic_batch, small_sweep, grad_report, name
+):
+    write = _writer(name, logistic_batch, small_sweep, grad_report)
+    path = tmp_path / name
+    path.write_bytes(OLD)
+    fail_after(monkeypatch, 300, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        write(path)
+    assert path.read_bytes() == OLD
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("name", ["trace.json", "sweep.npz", "grad.csv"])
+def test_dev_full_is_a_clear_export_error(tmp_path, logistic_batch, small_sweep, grad_report, name):
+    write = _writer(name, logistic_batch, small_sweep, grad_report)
+    link = tmp_path / name
+    link.symlink_to("/dev/full")
+    with pytest.raises(ExportError, match="no space left on device") as info:
+        write(link)
+    assert str(link) in str(info.value)
+    assert link.is_symlink()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_dev_null_and_symlinks_are_written_through(tmp_path, small_sweep, suffix):
+    null = tmp_path / f"null{suffix}"
+    null.symlink_to("/dev/null")
+    write_sweep(null, small_sweep)  # a device is written directly, never replaced
+    assert null.is_symlink() and os.path.realpath(null) == "/dev/null"
+    target = tmp_path / f"real{suffix}"
+    target.write_bytes(OLD)
+    target.chmod(0o640)
+    link = tmp_path / f"link{suffix}"
+    link.symlink_to(target)
+    write_sweep(link, small_sweep)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes() != OLD and oct(target.stat().st_mode & 0o777) == oct(0o640)
+
+
+def _independent_sweep_doc(res) -> dict:
+    """What the sweep JSON must hold: metadata, summary and every per-cell array as lists."""
+    doc = json_safe(res.metadata())
+    doc["summary"] = json_safe(res.summary())
+    arrays = {k: v for k, v in res.arrays().items() if k not in ("metadata", "status_names")}
+    doc["arrays"] = {k: json_safe(v.tolist()) for k, v in arrays.items()}
+    return doc
+
+
+def test_streamed_sweep_json_is_the_same_document(tmp_path, small_sweep):
+    path = write_sweep(tmp_path / "s.json", small_sweep)
+    expected = json.dumps(_independent_sweep_doc(small_sweep), allow_nan=False)
+    assert path.read_text() == expected  # byte for byte what json.dumps of the whole gives
+    assert json.loads(path.read_text()) == json.loads(json.dumps(sweep_json(small_sweep)))
+
+
+def test_sweep_json_is_streamed_not_built_in_memory(tmp_path):
+    """Writing a 256 x 256 sweep (about 4 MB of JSON) must not hold the document in memory:
+    the old code built Python lists of every cell (tens of MB)."""
+    spec = load_spec("tanh_layer")
+    res = sweep(SweepRequest(spec, Axis("a", 0.0, 3.0, 256), Axis("x[0]", -2.0, 2.0, 256)))
+    tracemalloc.start()
+    try:
+        path = write_sweep(tmp_path / "big.json", res)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = path.stat().st_size
+    assert size > 3_000_000
+    assert peak < size / 2, (peak, size)
+
+
+def test_sweep_json_over_the_limit_is_refused_before_writing(tmp_path, monkeypatch, small_sweep):
+    assert MAX_SWEEP_JSON_BYTES >= 1024**3
+    monkeypatch.setattr(export_mod, "MAX_SWEEP_JSON_BYTES", 10_000)
+    path = tmp_path / "s.json"
+    path.write_bytes(OLD)
+    with pytest.raises(ExportError, match=r"as JSON, over the limit.*write it as \.npz") as info:
+        write_sweep(path, small_sweep)
+    assert str(path) in str(info.value) and "1,200 cells" in str(info.value)
+    assert path.read_bytes() == OLD and temp_files(tmp_path) == []
+    write_sweep(tmp_path / "s.npz", small_sweep)  # NPZ has no such limit
+
+
+def test_sweep_json_limit_can_be_checked_before_the_sweep_runs(small_sweep):
+    """The request-based estimate agrees with the result's and refuses 8192 x 8192."""
+    from implicit_viz.core.export import check_sweep_json, request_json_size, sweep_json_size
+
+    est, real = request_json_size(small_sweep.request), sweep_json_size(small_sweep)
+    assert 0.8 < est / real < 1.25
+    big = SweepRequest(
+        load_spec("tanh_layer"), Axis("a", 0.0, 3.0, 8192), Axis("x[0]", -2.0, 2.0, 8192)
+    )
+    with pytest.raises(ExportError, match=r"67,108,864 cells.*write it as \.npz"):
+        check_sweep_json(big, "g.json")
+    check_sweep_json(small_sweep.request, "g.json")

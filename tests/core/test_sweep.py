@@ -1156,3 +1156,121 @@ def test_unique_rows_equals_numpys_row_unique(keys):
     _, want_first, want_inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     np.testing.assert_array_equal(first, want_first)
     np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+
+
+# --- issue 15: huge axis ranges, overflow warnings at dim 128, bounded memory -------------------
+
+
+@pytest.mark.parametrize(
+    ("axis", "dtype", "match"),
+    [
+        (Axis("a", -1e308, 1e308, 8), "float64", r"axis a: the span hi - lo .* overflows"),
+        (Axis("x[0]", 0.0, 1e39, 8), "float32", r"axis x\[0\]: .*does not fit in float32"),
+        (Axis("a", math.nan, 1.0, 8), "float64", r"axis a: the range must be finite.*nan"),
+        (Axis("a", 0.0, -math.inf, 8), "float64", r"axis a: the range must be finite.*-inf"),
+    ],
+    ids=["span-overflows", "beyond-float32", "nan", "inf"],
+)
+def test_axis_ranges_that_overflow_are_refused_without_numpy_warnings(axis, dtype, match):
+    import warnings
+
+    spec = load_spec("tanh_layer")
+    req = SweepRequest(spec, axis, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NumPy RuntimeWarning would fail the test
+        with pytest.raises(SweepError, match=match):
+            sweep(req)
+
+
+def test_axis_parsed_from_text_with_huge_range_is_refused():
+    ax = Axis.parse("a=-1e308:1e308:64")
+    with pytest.raises(SweepError, match="axis a"):
+        sweep_mod.validate(SweepRequest(load_spec("tanh_layer"), ax, dtype="float64"))
+
+
+DIM128 = """
+dim = 128
+f = "0 * z + a * v"
+[params]
+a = { value = 1.0, min = 0.0, max = 3.0 }
+[tensors]
+v = { shape = [128], init = "normal", seed = 0 }
+"""
+
+
+def test_dim128_sweep_prints_no_numpy_overflow_warning():
+    """The fixed point a * v moves in all 128 components: the basin index's keys span ~1e4 per
+    component, whose product (1e512) overflowed float64 in _unique_rows ("overflow encountered
+    in reduce" on stderr)."""
+    import warnings
+
+    spec = parse_spec(DIM128)
+    req = SweepRequest(spec, Axis("a", 0.5, 3.0, 8), dtype="float64", preview=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = sweep(req)
+    assert res.complete and (res.status == CONV).all()
+    v = compile_spec(spec, dtype="float64").values["v"][..., 0].numpy().reshape(-1)
+    np.testing.assert_allclose(res.z[0], np.linspace(0.5, 3.0, 8)[:, None] * v, rtol=1e-5)
+
+
+def test_unique_rows_of_wide_128d_keys_without_warnings():
+    import warnings
+
+    keys = np.random.default_rng(3).integers(0, 20_000, (50, 128))
+    keys[10] = keys[3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first, inverse = sweep_mod._unique_rows(keys)
+    _, want_first, want_inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    np.testing.assert_array_equal(first, want_first)
+    np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+
+
+def test_converged_points_near_the_float64_limit_give_no_warnings():
+    """With a huge div_bound, converged points of 1e300 must not overflow the basin keys."""
+    import warnings
+
+    basins = sweep_mod._BasinIndex(1e-4, 2)
+    z = np.array([[1e300, -1e300], [1e300, -1e300], [0.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids = basins.assign(z)
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_pass_tiles_cover_every_cell_once_in_the_old_order():
+    """The lazily generated tiles equal the old whole-grid index arrays, tile for tile."""
+    for ny, nx, s, tile in [(30, 37, 4, 100), (7, 5, 2, 3), (64, 64, 4, 1000), (9, 9, 1, 10)]:
+        req = SweepRequest(
+            load_spec("tanh_layer"), Axis("a", 0, 1, nx), Axis("x[0]", 0, 1, ny), preview=s
+        )
+        iy, ix = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        coarse = ((iy % s == 0) & (ix % s == 0)).ravel()
+        flat = np.arange(ny * nx)
+        old = [flat] if s <= 1 or ny * nx <= 4 * s * s else [flat[coarse], flat[~coarse]]
+        got = [list(p) for p in sweep_mod._pass_tiles(req, tile)]
+        assert len(got) == len(old)
+        for tiles, cells in zip(got, old):
+            want = [cells[i : i + tile] for i in range(0, len(cells), tile)]
+            assert len(tiles) == len(want)
+            for a, b in zip(tiles, want):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_summary_of_a_large_grid_matches_numpy(monkeypatch):
+    """Block-wise counts (used to bound memory) agree with whole-array numpy."""
+    monkeypatch.setattr(sweep_mod, "_SUMMARY_CHUNK", 7)
+    spec = load_spec("logistic")
+    res = sweep(SweepRequest(spec, Axis("r", 2.5, 4.0, 50), Axis("z0[0]", 0.1, 0.9, 3)))
+    s = res.summary()
+    codes = np.bincount(res.status.ravel(), minlength=len(Status))
+    assert s["outcome_counts"] == {st.label: int(codes[int(st)]) for st in Status}
+    periods = res.period[res.status == int(Status.PERIODIC)]
+    want = {int(p): int(c) for p, c in zip(*np.unique(periods, return_counts=True))}
+    assert s["period_histogram"] == want and len(want) >= 2
+    conv = res.basin[res.basin >= 0]
+    want_b = (
+        np.bincount(conv, minlength=len(res.fixed_points)) / res.status.size if conv.size else []
+    )
+    np.testing.assert_allclose(s["basin_fractions"], want_b)

@@ -180,3 +180,66 @@ def test_failed_write_raises(residual_view, tmp_path, suffix):
 def test_not_a_plot_raises_type_error(tmp_path):
     with pytest.raises(TypeError, match="PlotWidget"):
         export_plot(object(), tmp_path / "x.png")
+
+
+# --- atomic writes (issue 15): a failed export leaves the old file; links are written through ---
+
+
+def _enospc_after(monkeypatch, nbytes: int, exc: BaseException | None = None) -> None:
+    """Writes to the temporary file fail (ENOSPC, or ``exc``) once ``nbytes`` were written."""
+    import errno
+
+    from implicit_viz.core import files
+
+    real_fdopen = os.fdopen
+    err = exc or OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    class Full:
+        def __init__(self, fh):
+            self._fh, self._n = fh, 0
+
+        def write(self, data):
+            if self._n + len(data) > nbytes:
+                self._fh.write(bytes(data)[: max(nbytes - self._n, 0)])
+                raise err
+            self._n += len(data)
+            return self._fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return self._fh.__exit__(*a)
+
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+
+
+@pytest.mark.parametrize("suffix", PLOT_SUFFIXES)
+@pytest.mark.parametrize("failure", ["enospc", "ctrl-c"])
+def test_failed_export_keeps_the_old_file(residual_view, tmp_path, monkeypatch, suffix, failure):
+    path = tmp_path / f"plot{suffix}"
+    old = b"an earlier figure\n" * 100
+    path.write_bytes(old)
+    _enospc_after(monkeypatch, 64, KeyboardInterrupt() if failure == "ctrl-c" else None)
+    expect = KeyboardInterrupt if failure == "ctrl-c" else ExportError
+    with pytest.raises(expect) as info:
+        export_plot(residual_view.current_plot(), path)
+    if failure == "enospc":
+        assert str(path) in str(info.value) and "no space left" in str(info.value)
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_export_through_a_symlink_keeps_the_link(residual_view, tmp_path):
+    target = tmp_path / "real.svg"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.svg"
+    link.symlink_to(target)
+    export_plot(residual_view.current_plot(), link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().lstrip().startswith("<?xml")
+    assert oct(target.stat().st_mode & 0o777) == oct(0o640)
