@@ -146,10 +146,13 @@ def check_writable(path: str, suffixes: Sequence[str], option: str = "--out") ->
     import os
     from pathlib import Path
 
+    from implicit_viz.core.files import resolve_target
+
     p = Path(path)
     if p.suffix.lower() not in suffixes:
         raise CLIError(f"{option} {path}: use a file name ending in {', '.join(suffixes)}")
-    parent = p.parent if str(p.parent) else Path(".")
+    target = resolve_target(p)  # a symlink is written through: its target's folder counts
+    parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise CLIError(
             f"{option}: cannot write '{path}': folder '{parent}' does not exist", exit_code=1

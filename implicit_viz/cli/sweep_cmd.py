@@ -116,7 +116,7 @@ def build_request(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from implicit_viz.core.export import SWEEP_SUFFIXES, write_sweep
+    from implicit_viz.core.export import SWEEP_SUFFIXES, check_sweep_json, write_sweep
     from implicit_viz.core.sweep import iter_sweep, validate
 
     if args.out:
@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.png, (".png",), "--png")
     request = build_request(args)
     validate(request)  # every impossible request fails here, before any work
+    if args.out and args.out.lower().endswith(".json"):
+        check_sweep_json(request, args.out)  # a JSON too large to write: say so before solving
 
     result = None
     interrupted = False

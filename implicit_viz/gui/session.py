@@ -34,7 +34,7 @@ from implicit_viz.core.files import (
 from implicit_viz.core.jsonsafe import json_safe
 from implicit_viz.core.limits import MAX_INPUT_FILE_BYTES
 from implicit_viz.core.live import SolverSettings
-from implicit_viz.core.spec import MAX_DIM, Spec, parse_spec
+from implicit_viz.core.spec import MAX_DIM, MAX_SEED, Spec, parse_spec
 
 FORMAT = "implicit-viz-session"
 VERSION = 1
@@ -42,7 +42,7 @@ SUFFIX = ".ivsession"
 #: Larger files are refused before parsing.
 MAX_BYTES = 20 * 1024**2
 #: Seeds a session may hold: what a seed box shows and ``torch.manual_seed`` takes (int64 >= 0).
-SEED_MIN, SEED_MAX = 0, 2**63 - 1
+SEED_MIN, SEED_MAX = 0, MAX_SEED  # the range a spec accepts
 #: Deepest JSON nesting a session needs is 3 (``view.phase_components``); deeper is refused.
 MAX_DEPTH = 8
 #: The window's view tabs (live, basins, gradients) and the most solver tabs (one per solver).

@@ -133,3 +133,35 @@ def test_table_output_names_outcomes_and_periods(capsys):
     code, out, _ = run(capsys, "tanh_layer", "--x", "a=0:3:40", "--y", "x[0]=-2:2:30")
     assert code == 0
     assert "converged" in out and "periodic" in out and "periods:" in out
+
+
+def test_json_too_large_is_refused_before_the_sweep_runs(tmp_path, capsys, monkeypatch):
+    """A sweep whose JSON would pass the export limit fails at once, pointing to NPZ, instead of
+    after minutes of solving; nothing is written and an older file at that path stays."""
+    import implicit_viz.core.export as export_mod
+    import implicit_viz.core.sweep as sweep_mod
+
+    monkeypatch.setattr(export_mod, "MAX_SWEEP_JSON_BYTES", 10_000)
+    ran = []
+    monkeypatch.setattr(sweep_mod, "iter_sweep", lambda *a, **k: ran.append(1) or iter(()))
+    out = tmp_path / "g.json"
+    out.write_text("old", encoding="utf-8")
+    code, _, err = run(capsys, "tanh_layer", "--x", "a=0:3:64", "--out", str(out))
+    assert code == 1 and ran == [], err
+    assert "as JSON" in err and ".npz" in err and err.count("\n") == 1
+    assert out.read_text(encoding="utf-8") == "old"
+
+
+def test_out_through_a_symlink_checks_the_target_folder(tmp_path, capsys):
+    """--out through a link is written where the link points: a link into a missing folder is
+    refused before work, naming that folder; a good link stays a link after the write."""
+    dangling = tmp_path / "to_nowhere.npz"
+    dangling.symlink_to(tmp_path / "missing" / "g.npz")
+    code, _, err = run(capsys, "tanh_layer", "--x", "a=0:3:8", "--out", str(dangling))
+    assert code == 1 and "missing" in err and "does not exist" in err
+    real = tmp_path / "real.npz"
+    link = tmp_path / "link.npz"
+    link.symlink_to(real)
+    code, _, err = run(capsys, "tanh_layer", "--x", "a=0:3:8", "--out", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and np.load(real)["status"].shape == (1, 8)
