@@ -243,3 +243,38 @@ ZOO: list[Problem] = [
     _deq_cell(),
 ]
 ZOO_IDS = [p.name for p in ZOO]
+
+
+def fail_writes_after(monkeypatch, nbytes: int, exc: BaseException | None = None) -> None:
+    """Writes to the temporary files of :mod:`implicit_viz.core.files` raise ``exc`` (default
+    ENOSPC: a disk that fills up; ``KeyboardInterrupt()`` for a Ctrl-C) once ``nbytes`` bytes
+    were written, after writing the part that still fit."""
+    import errno
+    import os
+
+    from implicit_viz.core import files
+
+    err = exc if exc is not None else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    real_fdopen = os.fdopen
+
+    class Failing:
+        def __init__(self, fh):
+            self._fh, self._n = fh, 0
+
+        def write(self, data):
+            if self._n + len(data) > nbytes:
+                self._fh.write(bytes(data)[: max(nbytes - self._n, 0)])
+                raise err
+            self._n += len(data)
+            return self._fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return self._fh.__exit__(*a)
+
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))

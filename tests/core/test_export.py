@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from implicit_viz.core import export as export_mod
-from implicit_viz.core import files as files_mod
 from implicit_viz.core.driver import compare, solve
 from implicit_viz.core.export import (
     MAX_SWEEP_JSON_BYTES,
@@ -29,6 +28,7 @@ from implicit_viz.core.jsonsafe import json_safe
 from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import load_spec, parse_spec
 from implicit_viz.core.sweep import Axis, SweepRequest, sweep
+from tests.helpers import fail_writes_after
 
 
 @pytest.fixture(scope="module")
@@ -97,34 +97,6 @@ def test_unwritable_file_raises_export_error(tmp_path, logistic_batch):
 OLD = b"an earlier, valid export\n" * 200
 
 
-def fail_after(monkeypatch, nbytes: int, exc: BaseException) -> None:
-    """Writes to the temporary file raise ``exc`` once ``nbytes`` were written (a disk that
-    fills up, or a Ctrl-C, in the middle of the write)."""
-    real_fdopen = os.fdopen
-
-    class Failing:
-        def __init__(self, fh):
-            self._fh, self._n = fh, 0
-
-        def write(self, data):
-            if self._n + len(data) > nbytes:
-                self._fh.write(bytes(data)[: max(nbytes - self._n, 0)])
-                raise exc
-            self._n += len(data)
-            return self._fh.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return self._fh.__exit__(*a)
-
-    monkeypatch.setattr(files_mod.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
-
-
 def temp_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
@@ -164,7 +136,7 @@ def test_full_disk_mid_write_keeps_the_old_file(
     write = _writer(name, logistic_batch, small_sweep, grad_report)
     path = tmp_path / name
     path.write_bytes(OLD)
-    fail_after(monkeypatch, 1000, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    fail_writes_after(monkeypatch, 1000, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     with pytest.raises(ExportError, match="no space left on device") as info:
         write(path)
     assert str(path) in str(info.value)
@@ -182,7 +154,7 @@ def test_second_ctrl_c_mid_write_keeps_the_old_file(
     write = _writer(name, logistic_batch, small_sweep, grad_report)
     path = tmp_path / name
     path.write_bytes(OLD)
-    fail_after(monkeypatch, 300, KeyboardInterrupt())
+    fail_writes_after(monkeypatch, 300, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         write(path)
     assert path.read_bytes() == OLD

@@ -3,7 +3,6 @@ byte for byte; links are written through; permissions are kept; devices are writ
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import stat
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from implicit_viz.core import files
 from implicit_viz.core.files import (
     FileReadError,
     FileWriteError,
@@ -23,6 +21,7 @@ from implicit_viz.core.files import (
     atomic_write_text,
     read_bytes_limited,
 )
+from tests.helpers import fail_writes_after
 
 OLD = b"old valid content\n" * 100
 
@@ -66,35 +65,8 @@ def test_dev_null_is_written_directly():
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
-def _enospc_after(monkeypatch, nbytes: int) -> None:
-    """Make writes to temporary files fail with ENOSPC once ``nbytes`` were written."""
-    real_fdopen = os.fdopen
-
-    class FullDisk:
-        def __init__(self, fh):
-            self._fh, self._n = fh, 0
-
-        def write(self, data):
-            if self._n + len(data) > nbytes:
-                self._fh.write(bytes(data)[: max(nbytes - self._n, 0)])
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            self._n += len(data)
-            return self._fh.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self._fh.__exit__(*exc)
-
-    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
-
-
 def test_enospc_mid_write_keeps_the_old_file(old_file, monkeypatch):
-    _enospc_after(monkeypatch, 4096)
+    fail_writes_after(monkeypatch, 4096)
     with pytest.raises(FileWriteError, match="no space left on device") as info:
         atomic_write_bytes(old_file, b"N" * 100_000)
     assert str(old_file) in str(info.value)

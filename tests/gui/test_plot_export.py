@@ -20,6 +20,7 @@ from implicit_viz.gui.phase_view import PhaseView
 from implicit_viz.gui.plot_export import PLOT_SUFFIXES, PNG_SCALE, export_plot
 from implicit_viz.gui.residual_view import ResidualView
 from implicit_viz.gui.trajectory_view import TrajectoryView
+from tests.helpers import fail_writes_after
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -185,45 +186,13 @@ def test_not_a_plot_raises_type_error(tmp_path):
 # --- atomic writes (issue 15): a failed export leaves the old file; links are written through ---
 
 
-def _enospc_after(monkeypatch, nbytes: int, exc: BaseException | None = None) -> None:
-    """Writes to the temporary file fail (ENOSPC, or ``exc``) once ``nbytes`` were written."""
-    import errno
-
-    from implicit_viz.core import files
-
-    real_fdopen = os.fdopen
-    err = exc or OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    class Full:
-        def __init__(self, fh):
-            self._fh, self._n = fh, 0
-
-        def write(self, data):
-            if self._n + len(data) > nbytes:
-                self._fh.write(bytes(data)[: max(nbytes - self._n, 0)])
-                raise err
-            self._n += len(data)
-            return self._fh.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return self._fh.__exit__(*a)
-
-    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
-
-
 @pytest.mark.parametrize("suffix", PLOT_SUFFIXES)
 @pytest.mark.parametrize("failure", ["enospc", "ctrl-c"])
 def test_failed_export_keeps_the_old_file(residual_view, tmp_path, monkeypatch, suffix, failure):
     path = tmp_path / f"plot{suffix}"
     old = b"an earlier figure\n" * 100
     path.write_bytes(old)
-    _enospc_after(monkeypatch, 64, KeyboardInterrupt() if failure == "ctrl-c" else None)
+    fail_writes_after(monkeypatch, 64, KeyboardInterrupt() if failure == "ctrl-c" else None)
     expect = KeyboardInterrupt if failure == "ctrl-c" else ExportError
     with pytest.raises(expect) as info:
         export_plot(residual_view.current_plot(), path)

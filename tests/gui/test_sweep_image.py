@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import errno
 import os
 
 import pytest
 from PySide6.QtGui import QImage
 
-from implicit_viz.core import files
 from implicit_viz.core.export import ExportError
 from implicit_viz.core.palette import cell_colors
 from implicit_viz.core.spec import load_spec
 from implicit_viz.core.sweep import Axis, SweepRequest, sweep
 from implicit_viz.gui.sweep_image import MARGIN_L, MARGIN_T, PLOT, save_sweep_png
+from tests.helpers import fail_writes_after
 
 
 @pytest.fixture(scope="module")
@@ -45,27 +44,7 @@ def test_failed_png_write_keeps_the_old_file(tmp_path, monkeypatch, result, fail
     path = tmp_path / "s.png"
     old = b"an earlier picture" * 50
     path.write_bytes(old)
-    real_fdopen = os.fdopen
-    exc = KeyboardInterrupt() if failure == "ctrl-c" else OSError(errno.ENOSPC, "No space left")
-
-    class Full:
-        def __init__(self, fh):
-            self._fh = fh
-
-        def write(self, data):
-            self._fh.write(bytes(data)[:100])
-            raise exc
-
-        def __getattr__(self, name):
-            return getattr(self._fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return self._fh.__exit__(*a)
-
-    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    fail_writes_after(monkeypatch, 100, KeyboardInterrupt() if failure == "ctrl-c" else None)
     with pytest.raises(KeyboardInterrupt if failure == "ctrl-c" else ExportError) as info:
         save_sweep_png(result, path)
     if failure == "enospc":
