@@ -355,7 +355,7 @@ def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tu
 
     big = []
     for name in (n for n in settings.solvers if n in ("newton", "broyden")):
-        need = solver_class(name).state_bytes(1, dim, settings.dtype)  # type: ignore[attr-defined]
+        need = solver_class(name).state_bytes(1, dim, settings.dtype)
         try:
             check_memory(name, need)
         except LimitError:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from implicit_viz.core.jacobians import BatchLastMap
+from implicit_viz.core.limits import check_memory
 
 State = Any
 
@@ -42,6 +43,22 @@ class Solver:
         """The map ``z -> z_next`` this solver iterates, when it is a map of ``z`` alone (used
         for Lyapunov estimates); None for solvers with memory or Jacobians."""
         return None
+
+    @staticmethod
+    def state_bytes(batch: int, dim: int, dtype: object) -> int:
+        """Bytes a step's dense ``D x D`` state takes for ``batch`` rows (0: none)."""
+        return 0
+
+    def check_dense_state(self, z: torch.Tensor, what: str) -> None:
+        """:class:`~implicit_viz.core.errors.LimitError` (field ``solver``) before a solver with
+        dense ``D x D`` state starts on ``z: (D, B)`` whose state would pass the memory budget."""
+        d, b = z.shape
+        check_memory(
+            f"{what} (B={b}, {d} x {d}, {str(z.dtype).replace('torch.', '')})",
+            self.state_bytes(b, d, z.dtype),
+            field="solver",
+            hint="use anderson, damped or fixed_point at this dim (no D x D matrix)",
+        )
 
     def take(self, state: State, index: torch.Tensor) -> State:
         """Keep only the rows ``index`` of every tensor in ``state`` (batch is the last dim)."""

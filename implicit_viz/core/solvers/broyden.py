@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from implicit_viz.core.errors import SolverError
-from implicit_viz.core.limits import check_memory, itemsize
+from implicit_viz.core.limits import itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
 
@@ -38,12 +38,7 @@ class Broyden(Solver):
     # H is stored batch-first, (B, D, D), for batched matmuls; ``take`` slices dimension 0.
     def init(self, f, z, fz):
         d, b = z.shape
-        check_memory(
-            f"Broyden's inverse Jacobians (B={b}, {d} x {d}, {str(z.dtype).replace('torch.', '')})",
-            self.state_bytes(b, d, z.dtype),
-            field="solver",
-            hint="use anderson, damped or fixed_point at this dim (no D x D matrix)",
-        )
+        self.check_dense_state(z, "Broyden's inverse Jacobians")
         eye = torch.eye(d, dtype=z.dtype, device=z.device)
         return -eye.expand(b, d, d).clone()
 

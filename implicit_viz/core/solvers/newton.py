@@ -8,7 +8,7 @@ import torch
 
 from implicit_viz.core.errors import SolverError
 from implicit_viz.core.jacobians import jacobian_batch_last, jacobian_bytes
-from implicit_viz.core.limits import check_memory, itemsize
+from implicit_viz.core.limits import itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
 
@@ -36,13 +36,7 @@ class Newton(Solver):
         return jacobian_bytes(dim, batch, dtype) + 2 * batch * dim * dim * itemsize(dtype)
 
     def init(self, f, z, fz):
-        d, b = z.shape
-        check_memory(
-            f"Newton's Jacobians (B={b}, {d} x {d}, {str(z.dtype).replace('torch.', '')})",
-            self.state_bytes(b, d, z.dtype),
-            field="solver",
-            hint="use anderson, damped or fixed_point at this dim (no D x D matrix)",
-        )
+        self.check_dense_state(z, "Newton's Jacobians")
         return None
 
     def step(self, f, z, fz, state):
