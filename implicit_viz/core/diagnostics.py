@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -155,6 +156,31 @@ def add_diagnostics(
     )
 
 
+#: Flops of one row's Jacobian by autograd, per compiled map and (dim, dtype): shapes alone
+#: decide it, and counting it on meta tensors costs about 0.4 ms, too much for every solve.
+_JACOBIAN_FLOPS: weakref.WeakKeyDictionary[Any, dict[tuple[int, torch.dtype], float | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _jacobian_flops_per_row(fmap: FixedPointMap) -> float | None:
+    """Flops of the autograd Jacobian of one row of ``fmap`` (forward on ``D`` copies and the
+    backward pass), counted once on meta tensors and remembered; None where an operation has no
+    meta kernel."""
+    key = (fmap.dim, fmap.dtype)
+    known = _JACOBIAN_FLOPS.setdefault(fmap._f, {}) if fmap._f is not None else {}
+    if key not in known:
+        meta = fmap.to_meta()
+        rows = 1 if meta.batch is None else meta.batch
+        z = torch.empty(fmap.dim, rows, dtype=fmap.dtype, device=META)
+        try:
+            _, cost = count(lambda: jacobian_batch_last(meta.as_batch_last(), z))
+            known[key] = cost.flops / rows
+        except (RuntimeError, ValueError, TypeError, IndexError):
+            known[key] = None
+    return known[key]
+
+
 def check_diagnostic_cost(fmap: FixedPointMap, batch: int) -> None:
     """Raise :class:`LimitError` when the Jacobians of ``batch`` rows (by autograd: ``f`` on
     ``D`` copies of each row, and its backward pass) and their eigenvalues and 2-norms would
@@ -173,14 +199,10 @@ def check_diagnostic_cost(fmap: FixedPointMap, batch: int) -> None:
     check_cost(
         "computing the eigenvalues of df/dz at z*", flops, MAX_DIAGNOSTIC_FLOPS, field="diagnostics"
     )
-    meta = fmap.to_meta()
-    rows = 1 if meta.batch is None else meta.batch
-    z = torch.empty(d, rows, dtype=fmap.dtype, device=META)
-    try:
-        _, cost = count(lambda: jacobian_batch_last(meta.as_batch_last(), z))
-    except (RuntimeError, ValueError, TypeError, IndexError):
+    per_row = _jacobian_flops_per_row(fmap)
+    if per_row is None:
         return  # an operation without a meta kernel: cost unknown, computed as before
-    flops += cost.flops * (batch if meta.batch is None else batch / rows)
+    flops += per_row * batch
     check_cost(
         "computing df/dz at z* and its eigenvalues",
         flops,
