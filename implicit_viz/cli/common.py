@@ -186,10 +186,20 @@ def _float(text: str, what: str) -> float:
 
 
 def positive_float(text: str) -> float:
-    """A finite number above 0 (``--tol``, ``--basin-tol``)."""
+    """A finite number above 0 (``--basin-tol``, ``--phantom-lam``)."""
     v = _float(text, "a positive finite number")
     if not v > 0:
         raise argparse.ArgumentTypeError(f"needs a positive finite number, got {v:g}")
+    return v
+
+
+def tolerance(text: str) -> float:
+    """A tolerance: above 0 and at most :data:`~implicit_viz.core.limits.MAX_TOL` (``--tol``)."""
+    from implicit_viz.core.limits import MAX_TOL
+
+    v = positive_float(text)
+    if v > MAX_TOL:
+        raise argparse.ArgumentTypeError(f"needs a tolerance in (0, {MAX_TOL:g}], got {v:g}")
     return v
 
 

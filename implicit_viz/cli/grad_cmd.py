@@ -19,8 +19,8 @@ from implicit_viz.cli.common import (
     fraction,
     int_in,
     load_spec_with_overrides,
-    positive_float,
     print_json,
+    tolerance,
 )
 from implicit_viz.cli.solve_cmd import solver_option_table
 from implicit_viz.core.spec import MAX_ITER_LIMIT
@@ -83,7 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tol",
-        type=positive_float,
+        type=tolerance,
         help="tolerance of the forward solve that gives z* to the implicit and phantom "
         "methods (default 1e-10 in float64, 1e-5 in float32); raise it to see an "
         "early-stopped forward pass",

@@ -17,8 +17,8 @@ from implicit_viz.cli.common import (
     load_spec_with_overrides,
     nonnegative_float,
     parse_value,
-    positive_float,
     print_json,
+    tolerance,
 )
 from implicit_viz.core.errors import SolverError
 from implicit_viz.core.spec import MAX_ITER_LIMIT
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: the spec's [solver] solvers, else all)",
     )
     p.add_argument(
-        "--tol", type=positive_float, help="absolute residual tolerance (default from spec, 1e-6)"
+        "--tol", type=tolerance, help="absolute residual tolerance (default from spec, 1e-6)"
     )
     p.add_argument(
         "--rtol", type=nonnegative_float, help="relative tolerance on ||f(z)|| (default 0)"

@@ -17,6 +17,7 @@ from implicit_viz.cli.common import (
     memory_mb,
     positive_float,
     print_json,
+    tolerance,
 )
 from implicit_viz.cli.solve_cmd import solver_option_table
 from implicit_viz.core.spec import MAX_ITER_LIMIT
@@ -35,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--x", required=True, metavar="AXIS", help="horizontal axis TARGET=LO:HI:N")
     p.add_argument("--y", metavar="AXIS", help="vertical axis TARGET=LO:HI:N (omit for 1-D)")
     p.add_argument("--solver", default=None, help="one solver (default fixed_point)")
-    p.add_argument("--tol", type=positive_float, help="absolute residual tolerance per cell")
+    p.add_argument("--tol", type=tolerance, help="absolute residual tolerance per cell")
     p.add_argument("--max-iter", type=int_in(1, MAX_ITER_LIMIT), help="step budget per cell")
     p.add_argument(
         "--opt", action="append", default=[], metavar="KEY=VALUE", help="solver option, e.g. m=3"

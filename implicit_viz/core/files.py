@@ -31,9 +31,20 @@ class FileReadError(OSError):
 
 def resolve_target(path: str | os.PathLike[str]) -> Path:
     """The file a write to ``path`` must replace: ``~`` expanded and symbolic links followed
-    (a dangling link resolves to the file it names)."""
+    (a dangling link resolves to the file it names). :class:`FileWriteError` for a link that
+    leads back to itself (a loop), which no write can resolve."""
     p = Path(path).expanduser()
-    return Path(os.path.realpath(p)) if p.is_symlink() else p
+    try:
+        if not p.is_symlink():
+            return p
+        target = Path(os.path.realpath(p))
+        if target.is_symlink():  # realpath stops where the chain of links loops
+            raise FileWriteError(f"cannot write '{p}': it is a loop of symbolic links")
+    except OSError as exc:
+        if isinstance(exc, FileWriteError):
+            raise
+        raise FileWriteError(f"cannot write '{p}': {_reason(exc)}") from None
+    return target
 
 
 def _reason(exc: BaseException) -> str:
@@ -53,9 +64,13 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     shown = Path(path)
     target = resolve_target(path)
     folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
+    try:
+        is_dir, is_other = target.is_dir(), target.exists() and not target.is_file()
+    except OSError as exc:  # a name too long, a component that is not a folder, ...
+        raise FileWriteError(f"cannot write '{shown}': {_reason(exc)}") from None
+    if is_dir:
         raise FileWriteError(f"cannot write '{shown}': it is a folder")
-    if target.exists() and not target.is_file():
+    if is_other:
         # A device or FIFO (/dev/null, /dev/full, a pipe): there is no old file to keep, and
         # renaming over it would replace the device. Write to it directly.
         try:

@@ -31,6 +31,9 @@ MAX_SPECTRAL_NORM_FLOPS = 1.5e10
 #: Floating-point operations the diagnostics of a solve (the Jacobian by autograd, then its
 #: eigenvalues and 2-norm) may cost; above it they are skipped with a note.
 MAX_DIAGNOSTIC_FLOPS = 2e10
+#: Largest tolerance (``tol``, ``rtol``, ``period_tol``, ``div_bound`` alike): its square must stay
+#: finite in float64 (the stop test compares squared norms), and nothing useful lies above it.
+MAX_TOL = 1e100
 #: Bytes of a spec or session file read as input.
 MAX_INPUT_FILE_BYTES = 2 * 1024**2
 

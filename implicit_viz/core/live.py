@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from implicit_viz.core.limits import MAX_TOL
 from implicit_viz.core.status import Status
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,8 +117,8 @@ class SolverSettings:
             raise ValueError(
                 f"unknown solver(s) {', '.join(bad)}; known: {', '.join(SOLVER_NAMES)}"
             )
-        if not (self.tol > 0 and math.isfinite(self.tol)):
-            raise ValueError(f"tol must be a positive number, got {self.tol}")
+        if not 0 < self.tol <= MAX_TOL:
+            raise ValueError(f"tol must lie in (0, {MAX_TOL:g}], got {self.tol:g}")
         if not 1 <= self.max_iter <= 100_000:
             raise ValueError(f"max_iter must lie in 1..100000, got {self.max_iter}")
         if not 0 < self.beta <= 1:

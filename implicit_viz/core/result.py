@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from implicit_viz.core.errors import SolverError
+from implicit_viz.core.limits import MAX_TOL
 from implicit_viz.core.status import Status
 
 MAX_TRACE_BYTES = 2 * 1024**3
@@ -71,10 +72,10 @@ class SolveOptions:
     chaos_threshold: float = 0.02
 
     def __post_init__(self) -> None:
-        if not (self.tol > 0 and math.isfinite(self.tol)):
-            raise SolverError(f"tol must be a positive number, got {self.tol}")
-        if not (self.rtol >= 0 and math.isfinite(self.rtol)):
-            raise SolverError(f"rtol must be non-negative, got {self.rtol}")
+        if not 0 < self.tol <= MAX_TOL:
+            raise SolverError(f"tol must lie in (0, {MAX_TOL:g}], got {self.tol:g}")
+        if not 0 <= self.rtol <= MAX_TOL:
+            raise SolverError(f"rtol must lie in [0, {MAX_TOL:g}], got {self.rtol:g}")
         if not 0 <= self.max_iter <= 10_000_000:
             raise SolverError(f"max_iter must lie in 0..10000000, got {self.max_iter}")
         if not self.div_bound > 0:

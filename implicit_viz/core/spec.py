@@ -33,6 +33,7 @@ from typing import Any
 
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.expr import CONSTANTS, FUNCTIONS, parse_expression
+from implicit_viz.core.limits import MAX_TOL
 
 MAX_DIM = 65_536
 MAX_TENSOR_SIZE = 50_000_000
@@ -44,6 +45,9 @@ MAX_PERIOD_LIMIT = 1024
 MAX_SEED = 2**63 - 1
 #: Dimensions of a tensor (scalars, vectors and matrices).
 MAX_TENSOR_DIMS = 2
+#: Entries of [params], [tensors] and [define] each: every param is a slider in the app, and a
+#: spec past a hundred of them is no longer one a person explores by hand.
+MAX_ENTRIES = 100
 TENSOR_INITS = ("normal", "uniform", "orthogonal", "eye", "zeros", "ones")
 RESERVED = {"z", *CONSTANTS, *FUNCTIONS}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -391,14 +395,16 @@ def spec_from_dict(data: Mapping[str, Any]) -> Spec:
             raise SpecError(f"z0 has {len(vals)} values but dim = {dim}", field="z0")
         z0 = tuple(vals)
 
-    params = tuple(
-        _param(name, value) for name, value in _table(data.get("params", {}), "params").items()
-    )
-    tensors = tuple(
-        _tensor(name, value) for name, value in _table(data.get("tensors", {}), "tensors").items()
-    )
+    tables = {key: _table(data.get(key, {}), key) for key in ("params", "tensors", "define")}
+    for key, table in tables.items():
+        if len(table) > MAX_ENTRIES:
+            raise SpecError(
+                f"[{key}] has {len(table):,} entries; the limit is {MAX_ENTRIES}", field=key
+            )
+    params = tuple(_param(name, value) for name, value in tables["params"].items())
+    tensors = tuple(_tensor(name, value) for name, value in tables["tensors"].items())
     defines = []
-    for dname, dexpr in _table(data.get("define", {}), "define").items():
+    for dname, dexpr in tables["define"].items():
         if not isinstance(dexpr, str):
             raise SpecError(
                 "a definition must be a string holding an expression", field=f"define.{dname}"
@@ -780,6 +786,10 @@ def _check_solver_section(solver: Mapping[str, Any]) -> None:
                 raise SpecError(f"rtol must be non-negative, got {_show(v)}", field=fieldname)
             if key != "rtol" and not v > 0:
                 raise SpecError(f"{key} must be positive, got {_show(v)}", field=fieldname)
+            if key != "div_bound" and v > MAX_TOL:
+                raise SpecError(
+                    f"{key} must be at most {MAX_TOL:g}, got {_show(v)}", field=fieldname
+                )
         elif key in _SOLVER_INTS:
             lo, hi = _SOLVER_INTS[key]
             n = _int(val, fieldname)

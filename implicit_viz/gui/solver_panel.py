@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from implicit_viz.core.limits import MAX_TOL
 from implicit_viz.core.live import SOLVER_NAMES, SolverSettings
 
 _TIPS = {
@@ -144,9 +145,11 @@ class SolverPanel(QWidget):
             v = float(text)
         except ValueError:
             v = math.nan
-        if not (v > 0 and math.isfinite(v)):
+        if not 0 < v <= MAX_TOL:
             self.tol.setStyleSheet("QLineEdit { border: 1px solid #d62728; }")
-            self.tol.setToolTip(f"'{text}' is not a positive number; tol stays {self._tol_value:g}")
+            self.tol.setToolTip(
+                f"'{text}' is not a tolerance in (0, {MAX_TOL:g}]; tol stays {self._tol_value:g}"
+            )
             return
         self.tol.setStyleSheet("")
         self.tol.setToolTip("absolute tolerance on ||f(z) - z||, e.g. 1e-6")

@@ -114,6 +114,14 @@ SPEC_ROWS: list[tuple[str, str, int, str | None]] = [
     ("dim-mismatch", spec_text(dim="3"), 2, None),
     ("tol-bool", spec_text(solver="tol = true"), 2, "solver.tol"),
     ("tol-nan", spec_text(solver="tol = nan"), 2, "solver.tol"),
+    ("tol-huge", spec_text(solver="tol = 1e200"), 2, "solver.tol"),
+    ("rtol-huge", spec_text(solver="rtol = 1e200"), 2, "solver.rtol"),
+    (
+        "too-many-params",
+        spec_text(a="1.0\n" + "".join(f"p{i} = 0.5\n" for i in range(100))),
+        2,
+        "params",
+    ),
     ("tol-inf", spec_text(solver="tol = inf"), 2, "solver.tol"),
     ("tol-negative", spec_text(solver="tol = -1.0"), 2, "solver.tol"),
     ("tol-zero", spec_text(solver="tol = 0.0"), 2, "solver.tol"),
@@ -272,6 +280,11 @@ ARG_ROWS: list[tuple[str, list[str], tuple[int, ...], str | None]] = [
     ("set-drawn-elem-nan", [*D, "--set", "U[0,0]=nan"], (2,), "U[0,0]"),
     # --tol, --rtol, --max-iter
     ("tol-nan", [*S, "--tol", "nan"], (2,), "--tol"),
+    # a tol whose square overflows float64 (the stop test compares squared norms)
+    ("tol-huge", [*S, "--tol", "1e200"], (2,), "--tol"),
+    ("tol-huge-grad", [*G, "--tol", "1e200"], (2,), "--tol"),
+    ("tol-huge-sweep", ["sweep", "tanh_layer", "--x", "a=0:1:4", "--tol", "1e200"], (2,), "--tol"),
+    ("tol-largest", [*S, "--tol", "1e100"], (0,), None),
     ("tol-inf", [*S, "--tol", "inf"], (2,), "--tol"),
     ("tol-overflow", [*S, "--tol", "1e400"], (2,), "--tol"),
     ("tol-negative", [*S, "--tol", "-1"], (2,), "--tol"),

@@ -193,3 +193,31 @@ def test_real_full_disk_keeps_the_old_file(small_tmpfs):
     assert leftovers(small_tmpfs) == []
     atomic_write_bytes(path, b"small")  # the space was given back
     assert path.read_bytes() == b"small"
+
+
+def test_a_loop_of_links_is_refused_and_stays_a_loop(tmp_path):
+    """Writing through links that lead back to themselves names the loop; no write replaces a
+    link of the loop with a file (the red-team found loop.npz -> loop.npz replaced)."""
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    for path in (loop, a):
+        with pytest.raises(FileWriteError, match="loop of symbolic links"):
+            atomic_write_text(path, "x")
+    assert loop.is_symlink() and a.is_symlink() and b.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "loop.npz"]
+
+
+def test_a_name_too_long_or_under_a_file_is_one_clear_error(tmp_path):
+    """OS errors from looking at the path (ENAMETOOLONG, ENOTDIR) are FileWriteErrors that name
+    the path, not bare OSErrors escaping to the caller."""
+    with pytest.raises(FileWriteError, match="file name too long"):
+        atomic_write_text(tmp_path / ("y" * 300 + ".ivsession"), "x")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("keep", encoding="utf-8")
+    with pytest.raises(FileWriteError, match="not a directory") as info:
+        atomic_write_text(plain / "inside.json", "x")
+    assert str(plain / "inside.json") in str(info.value)
+    assert plain.read_text(encoding="utf-8") == "keep"

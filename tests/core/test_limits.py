@@ -201,3 +201,29 @@ def test_spectral_norm_of_a_huge_matrix_is_refused_at_once(monkeypatch):
     assert info.value.field == "tensors.W"
     assert "orthogonal" in info.value.message
     assert calls == []
+
+
+def test_tolerances_above_max_tol_are_refused_where_the_stop_test_would_overflow():
+    """tol**2 overflows float64 above ~1.34e154 (OverflowError inside the driver); every place
+    that takes a tol refuses it past MAX_TOL with a message naming it, and MAX_TOL itself runs."""
+    import math
+
+    from implicit_viz.core.driver import solve
+    from implicit_viz.core.errors import SolverError
+    from implicit_viz.core.limits import MAX_TOL
+    from implicit_viz.core.live import SolverSettings
+    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.result import SolveOptions
+    from implicit_viz.core.spec import SpecError, parse_spec
+
+    assert math.isfinite(MAX_TOL**2)
+    for bad in (1e200, 1e155):
+        with pytest.raises(SolverError, match=r"tol must lie in \(0, 1e\+100\]"):
+            SolveOptions(tol=bad)
+        with pytest.raises(ValueError, match="tol must lie in"):
+            SolverSettings(tol=bad).check()
+        with pytest.raises(SpecError, match=r"solver\.tol"):
+            parse_spec(f'dim = 1\nf = "0.5*z"\n[solver]\ntol = {bad}\n')
+    fmap = compile_spec(parse_spec('dim = 1\nf = "0.5*z + 1"\nz0 = [0.0]\n'))
+    res = solve(fmap, "fixed_point", options=SolveOptions(tol=MAX_TOL))
+    assert int(res.iterations[0]) == 0  # any residual passes such a tol: stop at once

@@ -91,7 +91,11 @@ def test_solver_panel_keeps_one_solver_and_refuses_bad_tol(qtbot):
     sp.tol.setText("abc")
     sp.tol.editingFinished.emit()
     assert sp.settings().tol == 1e-6
-    assert "not a positive number" in sp.tol.toolTip()
+    assert "not a tolerance in (0, 1e+100]" in sp.tol.toolTip()
+    sp.tol.setText("1e200")  # its square overflows the stop test: refused the same way
+    sp.tol.editingFinished.emit()
+    assert sp.settings().tol == 1e-6
+    assert "'1e200' is not a tolerance" in sp.tol.toolTip()
     with qtbot.waitSignal(sp.changed, timeout=1000):
         sp.tol.setText("1e-9")
         sp.tol.editingFinished.emit()
