@@ -70,9 +70,11 @@ def format_bytes(n: float) -> str:
         return "an unbounded amount"
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+            break
         n /= 1024
-    return f"{n:.3g} TiB"  # pragma: no cover
+    if unit == "bytes":
+        return f"{n:.0f} bytes"
+    return f"{n:.1f} {unit}" if abs(n) < 10_000 else f"{n:.2g} {unit}"
 
 
 def check_memory(

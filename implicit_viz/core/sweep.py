@@ -457,7 +457,8 @@ def bytes_per_cell(request: SweepRequest) -> int:
         (t.size for t in request.spec.tensors), default=1
     )
     state = {
-        "anderson": 2 * int(request.solver_options.get("m", 5)) * d + 64,
+        # history 2 m D, a step's residuals m D and Gram-sized arrays 3 m^2 (Anderson.history_bytes)
+        "anderson": _anderson_words(int(request.solver_options.get("m", 5)), d),
         "broyden": 3 * d * d,
         "newton": 4 * d * d,
     }.get(request.solver, 0)
@@ -465,6 +466,10 @@ def bytes_per_cell(request: SweepRequest) -> int:
     if request.orbit:
         words += request.orbit * d
     return words * item + 48
+
+
+def _anderson_words(m: int, d: int) -> int:
+    return 3 * m * d + 3 * m * m + 2 * m + 64
 
 
 def tile_size(request: SweepRequest) -> int:

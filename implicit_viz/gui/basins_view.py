@@ -56,6 +56,7 @@ from implicit_viz.core.sweep import (
     sweep_options,
 )
 from implicit_viz.gui.colors import FOREGROUND, new_plot_widget, set_title, settle
+from implicit_viz.gui.param_panel import slider_range
 from implicit_viz.gui.sweep_worker import SweepWorker
 
 NO_AXIS = "(none)"
@@ -841,8 +842,31 @@ class BasinsView(QWidget):
             self._show_error(f"a click on this map applies nothing: {STALE_TEXT}")
             return None
         values = cell_assignments(self._shown, *cell)
+        outside = self._outside_slider_range(values)
+        if outside:
+            self._show_error(outside)
+            return None
         self.cellClicked.emit(values)
         return values
+
+    def _outside_slider_range(self, values: Mapping[str, float]) -> str:
+        """Why a click setting ``values`` cannot be applied: a param value beyond its slider's
+        range (the slider would clamp it and show a solve that is not this cell's); ''."""
+        spec = self._spec
+        if spec is None:
+            return ""
+        params = {p.name: p for p in spec.params}
+        for name, v in values.items():
+            p = params.get(name)
+            if p is None:
+                continue
+            lo, hi = slider_range(p)
+            if not lo <= v <= hi:
+                return (
+                    f"{name} = {v:.6g} lies outside its slider range [{lo:.6g}, {hi:.6g}]: "
+                    "not applied; widen min/max in the spec"
+                )
+        return ""
 
     def _scene_to_axes(self, pos: QPointF) -> tuple[float, float] | None:
         vb = self.plot.getPlotItem().getViewBox()

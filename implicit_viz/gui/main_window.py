@@ -35,7 +35,7 @@ from implicit_viz.core.live import LiveRequest, LiveSnapshot, SolverSettings
 from implicit_viz.core.spec import Spec
 from implicit_viz.gui.basins_view import BasinsView, tensor_element_values
 from implicit_viz.gui.gradient_view import GradientView
-from implicit_viz.gui.param_panel import ParamPanel
+from implicit_viz.gui.param_panel import ParamPanel, slider_range
 from implicit_viz.gui.phase_view import PhaseView
 from implicit_viz.gui.preset_picker import PresetPicker
 from implicit_viz.gui.residual_view import ResidualView
@@ -85,6 +85,8 @@ class MainWindow(QMainWindow):
         self._shown_id = 0
         self._submitted_at: dict[int, float] = {}
         self.last_error = ""
+        #: A status message kept over solve summaries: (text, last request id it covers).
+        self._sticky: tuple[str, int] | None = None
         #: Per shown snapshot, seconds: (request -> views updated, time in the views' redraw).
         self.timings: list[tuple[float, float]] = []
 
@@ -318,6 +320,7 @@ class MainWindow(QMainWindow):
         self.show_message(
             f"Spec error — {message} (the plots show the last valid spec)", error=True
         )
+        self._stick_message()  # a solve already under way does not hide it
 
     # overrides -------------------------------------------------------------------------------
     def apply_assignments(self, assignments: dict[str, float]) -> None:
@@ -413,7 +416,12 @@ class MainWindow(QMainWindow):
         self.residuals.show_snapshot(snap)
         t_done = time.perf_counter()
         bad = [t for t in snap.traces if t.status != "converged"]
-        self.show_message(snap.summary(), warn=bool(bad))
+        sticky = self._sticky
+        if sticky is not None and snap.request_id <= sticky[1]:
+            self.status_label.setToolTip(f"{sticky[0]}\n{snap.summary()}")  # the notice stays
+        else:
+            self._sticky = None
+            self.show_message(snap.summary(), warn=bool(bad))
         t0 = self._submitted_at.pop(snap.request_id, None)
         for rid in [r for r in self._submitted_at if r < snap.request_id]:
             del self._submitted_at[rid]
@@ -550,28 +558,54 @@ class MainWindow(QMainWindow):
     def open_session(self, path: str | Path) -> bool:
         """Restore a session; a corrupt file leaves the window as it was, with a message.
 
-        The whole file is checked (against its own spec text too) before anything changes."""
+        The whole file is checked (against its own spec text too) before anything changes.
+        A session whose spec text does not check is opened for its text only (its values,
+        seeds, overrides and view are not applied to another spec), with a message saying so."""
         try:
             s, _spec = load_session(path)
         except SessionError as exc:
             self.report_error(str(exc))
             return False
-        self.apply_session(s)
-        self.show_message(f"opened session {path}")
+        applied, notes = self.apply_session(s)
+        if not applied:
+            self.report_error(f"opened session {path}, but {notes[0]}", dialog=False)
+            self._stick_message()
+        elif notes:
+            self.show_message(f"opened session {path}; {'; '.join(notes)}", warn=True)
+            self._stick_message()
+        else:
+            self.show_message(f"opened session {path}")
         return True
 
-    def apply_session(self, s: Session) -> None:
+    def apply_session(self, s: Session) -> tuple[bool, list[str]]:
+        """Show session ``s``. Returns ``(applied, notes)``: ``applied`` is False when its spec
+        text does not check (the text is in the editor to be fixed, its error shown there; the
+        values, seeds, overrides and view that belong to that text are not applied to the last
+        valid spec, whose state stays); ``notes`` says, one phrase each, what was not applied
+        as stored (a value clamped to its param's range, names the spec does not have)."""
         self._spec_path = s.spec_path
         self._preset_key = None
+        previous = self._overrides
         self._overrides = dict(s.overrides)
         self.editor.set_text(s.spec_text, undoable=True)
         self.editor.set_modified(False)
-        self.editor.check_now()  # accepted -> panels rebuilt with the text's defaults
+        spec = self.editor.check_now()  # accepted -> panels rebuilt with the text's defaults
         self.solvers.blockSignals(True)
         try:
-            self.solvers.set_settings(s.solver)
+            self.solvers.set_settings(s.solver)  # checked by the session, spec-independent
         finally:
             self.solvers.blockSignals(False)
+        if spec is None:
+            self._overrides = previous  # those of the last valid spec, still shown
+            self._update_title()
+            self.request_solve()
+            error = self.editor.error_message() or "it does not check"
+            return False, [
+                f"its spec does not check ({error}): the session's slider values, seeds and "
+                "overrides were not applied; fix the spec in the editor (the plots show the "
+                "last valid spec)"
+            ]
+        notes = _session_notes(spec, s, self._overrides)
         self.params.blockSignals(True)
         try:
             self.params.set_values(s.values, s.seeds)
@@ -588,6 +622,12 @@ class MainWindow(QMainWindow):
         self.snapshotShown.connect(self._restore_tab, Qt.ConnectionType.SingleShotConnection)
         self._update_title()
         self.request_solve()
+        return True, notes
+
+    def _stick_message(self) -> None:
+        """Keep the status message shown over the summaries of the solves queued so far (the
+        next solve asked for afterwards shows its summary again)."""
+        self._sticky = (self.status_label.text(), self.worker.last_id)
 
     def _restore_tab(self, _rid: int) -> None:
         tab = getattr(self, "_pending_tab", None)
@@ -734,6 +774,33 @@ def write_widget_image(widget: QWidget, path: Path) -> Path:
     if not ok:
         raise OSError(f"cannot encode the window image for '{path}'")
     return atomic_write_bytes(path, bytes(data.data()))
+
+
+def _session_notes(spec: Spec, s: Session, overrides: dict[str, float]) -> list[str]:
+    """What of session ``s`` does not apply to ``spec`` as stored: values outside a param's
+    slider range (clamped), names ``spec`` does not have, overrides it refuses (dropped:
+    ``overrides`` are those kept)."""
+    params = {p.name: p for p in spec.params}
+    notes = []
+    for name, v in s.values.items():
+        p = params.get(name)
+        if p is None:
+            continue
+        lo, hi = slider_range(p)
+        if not lo <= v <= hi:
+            notes.append(
+                f"{name} = {v:.6g} lies outside its range [{lo:.6g}, {hi:.6g}]: "
+                f"set to {min(max(v, lo), hi):.6g}"
+            )
+    unknown = [n for n in s.values if n not in params]
+    random = {t.name for t in spec.tensors if t.is_random}
+    unknown += [f"{n}.seed" for n in s.seeds if n not in random]
+    if unknown:
+        notes.append(f"not in this spec, ignored: {', '.join(sorted(unknown))}")
+    dropped = [k for k in s.overrides if k not in overrides]
+    if dropped:
+        notes.append(f"overrides this spec refuses, dropped: {', '.join(dropped)}")
+    return notes
 
 
 def _valid_overrides(spec: Spec, overrides: dict[str, float]) -> dict[str, float]:

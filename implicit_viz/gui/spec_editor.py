@@ -10,6 +10,8 @@ and a wavy underline at the place named.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -58,7 +60,67 @@ def check_spec_text(text: str) -> Spec:
         check_spec(spec, dtype="float64")
     except LimitError as exc:
         raise SpecError(exc.message, field=exc.field) from None
+    check_solver_section(spec.solver)
     return spec
+
+
+#: The spec's ``[solver]`` keys the app's solver panel takes, with the
+#: :class:`~implicit_viz.core.live.SolverSettings` attribute each sets.
+_PANEL_KEYS = {
+    "solvers": "solvers",
+    "tol": "tol",
+    "max_iter": "max_iter",
+    "damped.beta": "beta",
+    "anderson.m": "anderson_m",
+}
+
+
+def check_solver_section(solver: Mapping[str, Any]) -> None:
+    """Check a spec's ``[solver]`` section as the app applies it; raises :class:`SpecError`
+    naming the field (``solver.solvers``, ``solver.max_iter``, ``solver.anderson.m``, ...).
+
+    Beyond what :func:`~implicit_viz.core.spec.parse_spec` checks: solver names must be known,
+    each ``[solver.NAME]`` table must build that solver (its option names and values), and what
+    the solver panel shows must lie in the panel's ranges (:meth:`SolverSettings.check`).
+    """
+    from implicit_viz.core.errors import SolverError
+    from implicit_viz.core.live import SolverSettings
+    from implicit_viz.core.solvers import get_solver
+
+    names = solver.get("solvers")
+    if names is not None:
+        try:
+            SolverSettings(solvers=tuple(names)).check()
+        except ValueError as exc:
+            raise SpecError(str(exc), field="solver.solvers") from None
+    for key, table in solver.items():
+        if not isinstance(table, Mapping):
+            continue
+        try:
+            get_solver(key, **dict(table))
+        except (SolverError, TypeError, ValueError, OverflowError) as exc:
+            message, field = str(exc), f"solver.{key}"
+            m = re.match(rf"{re.escape(key)}(\.(\w+))?: ", message)
+            if m:  # "anderson.m: needs ..." -> field solver.anderson.m
+                message = message[m.end() :]
+                if m.group(2) and m.group(2) in table:
+                    field = f"solver.{key}.{m.group(2)}"
+            raise SpecError(message, field=field) from None
+    for key, attr in _PANEL_KEYS.items():
+        if key == "solvers":
+            continue
+        table, _, option = key.rpartition(".")
+        section = solver.get(table, {}) if table else solver
+        if not isinstance(section, Mapping) or option not in section:
+            continue
+        try:
+            value = section[option]
+            value = int(value) if attr in ("max_iter", "anderson_m") else float(value)
+            SolverSettings(**{attr: value}).check()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SpecError(
+                f"{exc} (the range of the app's solver panel)", field=f"solver.{key}"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------

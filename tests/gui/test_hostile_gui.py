@@ -392,3 +392,138 @@ def test_slider_range_and_steps_stay_finite(lo, hi, value):
         assert a <= value <= b
     decimals, step, page = slider_steps(a, b)
     assert 2 <= decimals <= 8 and 0 < step <= page and np.isfinite([step, page]).all()
+
+
+# -- red-team review after issue 15 ----------------------------------------------------------------
+_AM = 'name = "am"\ndim = 1\nf = "cos(z)"\n[solver]\n'
+BAD_SOLVER_SECTIONS = {
+    "anderson_m": (
+        'solvers = ["anderson"]\n[solver.anderson]\nm = 1000000000\n',
+        "solver.anderson.m",
+        "1..50",
+    ),
+    "unknown_solver": (
+        'solvers = ["nope", "fixed_point"]\n',
+        "solver.solvers",
+        "known: fixed_point",
+    ),
+    "damped_beta_nan": ("[solver.damped]\nbeta = nan\n", "solver.damped.beta", "nan"),
+    "max_iter_over_panel": ("max_iter = 10000000\n", "solver.max_iter", "1..100000"),
+    "unknown_option": ("[solver.anderson]\nmm = 3\n", "solver.anderson", "options: m"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SOLVER_SECTIONS))
+def test_bad_solver_section_is_a_spec_error_naming_the_field(name):
+    from implicit_viz.core.errors import SpecError
+    from implicit_viz.gui.spec_editor import check_spec_text
+
+    extra, field, words = BAD_SOLVER_SECTIONS[name]
+    with pytest.raises(SpecError) as info:
+        check_spec_text(_AM + extra)
+    assert info.value.field == field
+    assert words in info.value.message
+
+
+def test_good_solver_section_and_presets_still_check():
+    from implicit_viz.core.presets import preset_names
+    from implicit_viz.gui.spec_editor import check_spec_text
+
+    spec = check_spec_text(_AM + 'solvers = ["anderson"]\n[solver.anderson]\nm = 7\nlam = 1e-3\n')
+    assert spec.solver["anderson"]["m"] == 7
+    for key in preset_names():
+        check_spec_text(preset_path(key).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", ["anderson_m", "unknown_solver", "max_iter_over_panel"])
+def test_bad_solver_section_stays_shown_and_changes_nothing(qtbot, window, name):
+    """The error was set with no red line and the solve summary replaced it 50 ms later; the
+    section was dropped and the panel kept its solvers. Now it is a spec error that stays."""
+    load(qtbot, window, "tanh_layer")
+    spec, settings = window.spec, window.solvers.settings()
+    extra, field, words = BAD_SOLVER_SECTIONS[name]
+    text = _AM + extra
+    window.editor.set_text(text)
+    assert window.editor.check_now() is None
+    qtbot.wait(400)  # no solve summary replaces the message
+    shown = window.editor.error_message()
+    assert field in shown and words in shown and window.editor.error_label.isVisible()
+    assert field in window.last_error and field in window.status_label.text()
+    assert window.editor.text() == text
+    assert window.spec is spec and window.solvers.settings() == settings
+    # fixed, the section applies
+    window.editor.set_text(_AM + 'solvers = ["anderson"]\n[solver.anderson]\nm = 7\n')
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.editor.check_now()
+    assert window.solvers.settings().solvers == ("anderson",)
+    assert window.solvers.settings().anderson_m == 7
+
+
+def test_session_whose_spec_does_not_parse_applies_nothing_to_the_last_spec(
+    qtbot, window, tmp_path
+):
+    """Its overrides were applied to deq_cell and every solve failed ("z0 index 99999 out of
+    range for dim 32")."""
+    load(qtbot, window, "deq_cell")
+    spec, values, seeds = window.spec, window.params.values(), window.params.seeds()
+    p = write(
+        tmp_path,
+        "broken",
+        {
+            "format": "implicit-viz-session",
+            "version": 1,
+            "spec_text": "nope = [",
+            "values": {"s": 1e300, "zz": 5},
+            "overrides": {"z0[99999]": 1.0, "W[5,5]": 3},
+        },
+    )
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT):
+        assert window.open_session(p)
+    assert window.editor.text() == "nope = ["  # kept, to be fixed
+    assert window.editor.error_message()
+    assert "not applied" in window.last_error and str(p) in window.last_error
+    assert window.spec is spec and window.overrides() == {}
+    assert window.params.values() == values and window.params.seeds() == seeds
+    # the window still solves the last valid spec
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.request_solve()
+    settle(qtbot, window)
+    assert all(t.status == "converged" for t in window.snapshot.traces)
+
+
+def test_session_value_outside_its_range_is_clamped_and_said(qtbot, window, tmp_path):
+    load(qtbot, window, "deq_cell")
+    ranges = {q.name: (q.min, q.max) for q in window.spec.params}
+    name = next(iter(ranges))
+    lo, hi = ranges[name]
+    p = write(tmp_path, "clamped", deq_session(values={name: 1e300, "zz": 5}))
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        assert window.open_session(p)
+    settle(qtbot, window)
+    qtbot.wait(100)
+    status = window.status_label.text()
+    assert f"{name} = 1e+300 lies outside its range [{lo:.6g}, {hi:.6g}]" in status
+    assert "zz" in status and "\n" not in status
+    assert window.params.values()[name] == pytest.approx(hi)
+
+
+def test_click_on_a_cell_beyond_the_slider_range_applies_nothing(qtbot, window):
+    """The click returned a = -1e6 while the slider clamped to 0 and x[0] = -1.2 was applied:
+    the plots showed a solve that was not that cell's."""
+    load(qtbot, window, "tanh_layer")
+    window.views.setCurrentWidget(window.basins)
+    window._update_context()
+    window.basins.set_axes("a", "x[0]", x_range=(-1e6, 1e6), y_range=(-2, 2))
+    window.basins.resolution.setValue(16)
+    with qtbot.waitSignal(window.basins.sweepFinished, timeout=60_000):
+        window.basins.run()
+    res = window.basins.result()
+    values, shown = window.params.values(), window._shown_id
+    with qtbot.waitSignal(window.basins.errorShown, timeout=TIMEOUT):
+        assert window.basins._emit_click_at(float(res.x_values[0]), float(res.y_values[2])) is None
+    qtbot.wait(200)
+    assert window.overrides() == {} and window.params.values() == values
+    assert window._shown_id == shown
+    message = window.basins.status_label.text()
+    assert "a = -1e+06 lies outside its slider range [0, 3]: not applied" in message
+    assert message in window.status_label.text()

@@ -40,8 +40,11 @@ class Anderson(Solver):
             raise SolverError(f"anderson.beta: must lie in (0, 2], got {self.beta!r}")
 
     def history_bytes(self, batch: int, dim: int, dtype: Any) -> int:
-        """Bytes of the history ``init`` allocates: iterates and images, ``(B, m, D)`` each."""
-        return 2 * batch * self.m * dim * itemsize(dtype)
+        """Bytes of the history ``init`` allocates (iterates and images, ``(B, m, D)`` each) and
+        of a step's temporaries: the residuals ``(B, m, D)`` and three ``(B, m, m)`` Gram-sized
+        arrays (the Gram matrix, its regularised copy, the solver's factorisation)."""
+        m = self.m
+        return batch * (3 * m * dim + 3 * m * m + 2 * m) * itemsize(dtype)
 
     def check_history(
         self, batch: int, dim: int, dtype: Any, *, field: str = "anderson.m", hint: str = ""
@@ -49,7 +52,7 @@ class Anderson(Solver):
         """Raise :class:`~implicit_viz.core.errors.LimitError` (naming ``field``) when the
         history would exceed the memory budget; call it before any work that precedes ``init``."""
         check_memory(
-            f"Anderson's history (B={batch}, m={self.m}, dim={dim}, "
+            f"Anderson's history and Gram systems (B={batch}, m={self.m}, dim={dim}, "
             f"{str(dtype).replace('torch.', '')})",
             self.history_bytes(batch, dim, dtype),
             field=field,
