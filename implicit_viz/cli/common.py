@@ -148,6 +148,8 @@ def check_writable(path: str, suffixes: Sequence[str], option: str = "--out") ->
 
     from implicit_viz.core.files import resolve_target
 
+    if not str(path).strip():
+        raise CLIError(f"{option} needs a file name, got an empty one")
     p = Path(path)
     if p.suffix.lower() not in suffixes:
         raise CLIError(f"{option} {path}: use a file name ending in {', '.join(suffixes)}")
@@ -282,6 +284,12 @@ def finite_or_none(v: float | None) -> float | None:
 
 def print_json(doc: Any) -> None:
     """Write exactly one JSON document to stdout (NaN/inf become null)."""
+    from implicit_viz.core.files import FileWriteError
     from implicit_viz.core.jsonsafe import json_safe
 
-    sys.stdout.write(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+    try:
+        sys.stdout.write(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+        sys.stdout.flush()  # a full or closed stdout fails here, inside the error handling
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise FileWriteError(f"cannot write to standard output: {reason}") from None

@@ -159,7 +159,7 @@ def build_request(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from implicit_viz.core.gradients import gradient_lab
 
-    if args.out:
+    if args.out is not None:
         check_writable(args.out, OUT_SUFFIXES, "--out")
     request = build_request(args)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -77,8 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from implicit_viz.gui.app import run_app
 
         return run_app([t for t in argv if not (t.startswith("-v") and set(t[1:]) == {"v"})])
-    want_json = "--json" in argv  # until the arguments are read
+    # until the arguments are read (argparse also takes an abbreviation such as --js)
+    want_json = any(len(t) >= 4 and "--json".startswith(t) for t in argv)
     args: argparse.Namespace | None = None
+    _terminate_like_ctrl_c()
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "run", None) is None:  # `implicit-viz -v`: no subcommand to run
@@ -86,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _logging(args.verbose)
         want_json = bool(getattr(args, "json", False))
         return int(args.run(args) or 0)
+    except Terminated:
+        return _fail("terminated", 143, want_json, kind="")
     except KeyboardInterrupt:
-        print("implicit-viz: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", 130, want_json, kind="")
     except CLIError as exc:
         return _fail(str(exc), exc.exit_code, want_json)
     except Exception as exc:  # the backend's own errors, mapped to one clear line
@@ -109,17 +114,39 @@ def _logging(verbose: int) -> None:
     )
 
 
-def _fail(message: str, code: int, want_json: bool, place: str | None = None) -> int:
-    """Print the error (``FILE:LINE:COL: `` first when it lies in the user's spec file)."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``), raised where the program is, like Ctrl-C: every write
+    in progress removes its temporary file and the old file stays."""
+
+
+def _terminate_like_ctrl_c() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding program): leave its handler
+        pass
+
+
+def _fail(
+    message: str, code: int, want_json: bool, place: str | None = None, kind: str = "error: "
+) -> int:
+    """Print the error (``FILE:LINE:COL: `` first when it lies in the user's spec file); with
+    ``--json`` also one JSON document on stdout, unless stdout itself is what failed."""
     first, *rest = message.splitlines() or [""]
-    print(f"implicit-viz: error: {place + ': ' if place else ''}{first}", file=sys.stderr)
+    print(f"implicit-viz: {kind}{place + ': ' if place else ''}{first}", file=sys.stderr)
     for line in rest:
         print(line, file=sys.stderr)
     if want_json:
         doc: dict[str, object] = {"error": first, "exit_code": code}
         if place:
             doc["where"] = place
-        print(json.dumps(doc))
+        try:
+            print(json.dumps(doc), flush=True)
+        except OSError:  # stdout is full or closed: stderr has said it; drop what is pending
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
     return code
 
 

@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from implicit_viz.core.problem import compile_spec
     from implicit_viz.core.result import SolveOptions
 
-    if args.trace:
+    if args.trace is not None:
         check_writable(args.trace, TRACE_SUFFIXES, "--trace")
     check_device(args.device)
     spec = load_spec_with_overrides(args.spec, args.assignments)

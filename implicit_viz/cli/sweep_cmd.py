@@ -120,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
     from implicit_viz.core.export import SWEEP_SUFFIXES, check_sweep_json, write_sweep
     from implicit_viz.core.sweep import iter_sweep, validate
 
-    if args.out:
+    if args.out is not None:
         check_writable(args.out, SWEEP_SUFFIXES, "--out")
-    if args.png:
+    if args.png is not None:
         check_writable(args.png, (".png",), "--png")
     request = build_request(args)
     validate(request)  # every impossible request fails here, before any work

@@ -521,6 +521,68 @@ def test_sigint_during_a_solve_exits_130_with_one_line(tmp_path):
     assert err.strip().splitlines() == ["implicit-viz: interrupted"], err
 
 
+def test_sigterm_during_a_trace_write_keeps_the_old_file_and_no_temp(tmp_path):
+    """kill/timeout (SIGTERM) is handled like Ctrl-C: exit 143, one line, with --json one JSON
+    document; a trace being written leaves neither a temp file nor a changed old file."""
+    spec = tmp_path / "circle.toml"
+    spec.write_text('dim = 1\nf = "(z + 0.6180339887) % 1"\n', encoding="utf-8")
+    old = tmp_path / "t.npz"
+    old.write_bytes(b"an older trace")
+    argv = [sys.executable, "-m", "implicit_viz", "solve", str(spec), "--solver", "fixed_point"]
+    argv += ["--max-iter", "10000000", "--trace", str(old), "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["implicit-viz: terminated"], err
+    assert json.loads(out) == {"error": "terminated", "exit_code": 143}
+    assert old.read_bytes() == b"an older trace"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["circle.toml", "t.npz"]
+
+
+def test_a_full_stdout_with_json_is_one_line_exit_1():
+    """stdout on /dev/full: one error line naming standard output, no traceback (the JSON
+    error document cannot be written either, and nothing is printed at exit)."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "implicit_viz", "presets", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "implicit-viz: error: cannot write to standard output: no space left on device"
+    ], proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["solve", "tanh_layer", "--js", "--tol", "nan"],  # argparse takes --js for --json
+        ["sweep", "tanh_layer", "--x", "a=0:3:8", "--out", "", "--json"],
+    ],
+    ids=["json-abbreviated", "out-empty"],
+)
+def test_errors_keep_the_json_promise(capsys, argv):
+    code, out, err = run_in_process(argv, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert json.loads(out)["exit_code"] == 2
+
+
+def test_out_through_a_loop_of_links_is_refused_and_the_links_stay(tmp_path, capsys):
+    a, b = tmp_path / "l1.npz", tmp_path / "l2.npz"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    code, _, err = run_in_process(
+        ["sweep", "tanh_layer", "--x", "a=0:3:8", "--out", str(a)], capsys
+    )
+    assert code == 1 and "loop of symbolic links" in err
+    assert a.is_symlink() and b.is_symlink()
+
+
 # ------------------------------------------------------------------------------------------------
 # Harness
 # ------------------------------------------------------------------------------------------------
