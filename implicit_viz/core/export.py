@@ -209,11 +209,41 @@ def _text(fh: BinaryIO, text: str) -> None:
     fh.write(text.encode("utf-8"))
 
 
+#: Numbers (iterates and residuals) a trace may hold as text (.csv, .json): those files are
+#: built in memory, at some 100 bytes of Python objects a number (20 M numbers took 3.6 GB).
+MAX_TEXT_TRACE_NUMBERS = 5_000_000
+
+
+def trace_numbers(results: Sequence[SolveResult]) -> int:
+    """How many numbers a trace of ``results`` holds: every recorded iterate and residual."""
+    n = 0
+    for r in results:
+        n += int(r.residuals.numel())
+        if r.trajectory is not None:
+            n += int(r.trajectory.numel())
+    return n
+
+
+def check_text_trace(path: str | Path, results: Sequence[SolveResult]) -> None:
+    """:class:`ExportError` before writing a .csv or .json trace over
+    :data:`MAX_TEXT_TRACE_NUMBERS` numbers, pointing to .npz (written without that cost)."""
+    suffix = Path(path).suffix.lower()
+    n = trace_numbers(results)
+    if suffix in (".csv", ".json") and n > MAX_TEXT_TRACE_NUMBERS:
+        raise ExportError(
+            f"cannot write '{path}': the trace holds {n:,} numbers, over the limit of "
+            f"{MAX_TEXT_TRACE_NUMBERS:,} for {suffix} (text is built in memory); "
+            "write it as .npz instead"
+        )
+
+
 def write_trace(path: str | Path, spec: Spec | None, results: Sequence[SolveResult]) -> Path:
     """Write results to ``path``; the format follows the suffix (.csv, .npz, .json).
 
-    Raises :class:`ExportError` naming the path and the reason when it cannot be written.
+    Raises :class:`ExportError` naming the path and the reason when it cannot be written, or
+    when a text trace would pass :data:`MAX_TEXT_TRACE_NUMBERS` (see :func:`check_text_trace`).
     """
+    check_text_trace(path, results)
     return write_file(
         path,
         {

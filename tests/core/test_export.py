@@ -245,3 +245,26 @@ def test_sweep_json_limit_can_be_checked_before_the_sweep_runs(small_sweep):
     with pytest.raises(ExportError, match=r"67,108,864 cells.*write it as \.npz"):
         check_sweep_json(big, "g.json")
     check_sweep_json(small_sweep.request, "g.json")
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_text_trace_over_the_limit_is_refused_before_writing(tmp_path, monkeypatch, suffix):
+    """A text trace is built in memory (a 20 M-number JSON trace took 3.6 GB): above
+    MAX_TEXT_TRACE_NUMBERS it is refused before anything is built, pointing to .npz, which
+    writes the same trace; the old file stays."""
+    spec = parse_spec('dim = 3\nf = "0.5 * z + 1"\nz0 = [0.0, 0.0, 0.0]\n')
+    res = compare(compile_spec(spec), ["fixed_point"], trace=True, max_iter=100)
+    # residuals (1, T + 1) and trajectory (1, T + 1, 3): 4 numbers a recorded step
+    steps = int(res[0].iterations[0]) + 1
+    assert export_mod.trace_numbers(res) == 4 * res[0].residuals.shape[1] >= 4 * steps
+    monkeypatch.setattr(export_mod, "MAX_TEXT_TRACE_NUMBERS", export_mod.trace_numbers(res) - 1)
+    built = []
+    monkeypatch.setattr(export_mod, "trace_csv", lambda *a: built.append(1) or "")
+    monkeypatch.setattr(export_mod, "trace_json", lambda *a: built.append(1) or {})
+    target = tmp_path / f"t{suffix}"
+    target.write_text("old", encoding="utf-8")
+    with pytest.raises(ExportError, match=r"numbers, over the limit .* write it as \.npz"):
+        write_trace(target, spec, res)
+    assert built == [] and target.read_text(encoding="utf-8") == "old"
+    npz = write_trace(tmp_path / "t.npz", spec, res)  # the binary form has no such limit
+    assert np.load(npz)["trajectory"].shape[-1] == 3
