@@ -192,7 +192,7 @@ def check_diagnostic_cost(fmap: FixedPointMap, batch: int) -> None:
     d = fmap.dim
     check_memory(
         f"the Jacobians at z* ({batch} x {d} x {d})",
-        jacobian_bytes(d, batch, fmap.dtype),
+        jacobian_bytes(d, batch, fmap.dtype, fmap.row_bytes()),
         field="diagnostics",
     )
     flops = dense_linalg_flops(d, batch)

@@ -22,10 +22,12 @@ class BatchLastMap(Protocol):
     def take(self, index: torch.Tensor) -> BatchLastMap: ...
 
 
-def jacobian_bytes(dim: int, batch: int, dtype: Any) -> int:
+def jacobian_bytes(dim: int, batch: int, dtype: Any, row_bytes: int = 0) -> int:
     """Working memory of :func:`jacobian_batch_last` (and of a dense solve with the result):
-    the repeated ``z``, the tangents, the output and the gradient, ``(D, D B)`` each."""
-    return 4 * dim * dim * batch * itemsize(dtype)
+    the repeated ``z``, the tangents, the output and the gradient, ``(D, D B)`` each, and the
+    ``D B`` repeated rows of the map, ``row_bytes`` each (its per-row values and what one
+    evaluation writes, twice: autograd keeps it for the backward pass)."""
+    return 4 * dim * dim * batch * itemsize(dtype) + 2 * dim * batch * row_bytes
 
 
 def jacobian_batch_last(f: BatchLastMap, z: torch.Tensor) -> torch.Tensor:

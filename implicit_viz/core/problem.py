@@ -170,6 +170,18 @@ class FixedPointMap:
         new[name] = v
         return replace(self, values=new, batch=b)
 
+    def row_bytes(self) -> int:
+        """Bytes one batch row brings to a computation that copies rows, such as the autograd
+        Jacobian (which repeats every row ``D`` times): its own per-row values (a swept tensor
+        is a whole copy per row) and the outputs of one evaluation of ``f`` (:attr:`cost`)."""
+        per_row = 0
+        if self.batch is not None and self.batch != 1:
+            per_row = sum(
+                v[..., 0].numel() for v in self.values.values() if v.shape[-1] == self.batch
+            )
+        own = int(self.cost.bytes) if self.cost is not None else 0
+        return per_row * self.dtype.itemsize + own
+
     def take(self, index: torch.Tensor) -> FixedPointMap:
         """The rows ``index`` of every per-row value (shared values are kept)."""
         if self.batch is None:
@@ -200,6 +212,9 @@ class BatchLastView:
 
     def take(self, index: torch.Tensor) -> BatchLastView:
         return BatchLastView(self.fmap.take(index))
+
+    def row_bytes(self) -> int:
+        return self.fmap.row_bytes()
 
 
 def compile_spec(

@@ -462,6 +462,8 @@ def bytes_per_cell(request: SweepRequest) -> int:
         "broyden": 3 * d * d,
         "newton": 4 * d * d,
     }.get(request.solver, 0)
+    if request.solver == "newton":
+        state += 2 * d * per_row_values  # its autograd Jacobians repeat each row's values D times
     words = d * (14 + h) + per_row_values + state + 16
     if request.orbit:
         words += request.orbit * d

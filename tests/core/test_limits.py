@@ -19,6 +19,7 @@ from implicit_viz.core.limits import format_bytes, memory_budget
 from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
+from implicit_viz.core.spec import parse_spec
 from implicit_viz.core.status import Status
 from tests.helpers import make_spec
 
@@ -217,7 +218,7 @@ def test_tolerances_above_max_tol_are_refused_where_the_stop_test_would_overflow
     from implicit_viz.core.live import SolverSettings
     from implicit_viz.core.problem import compile_spec
     from implicit_viz.core.result import SolveOptions
-    from implicit_viz.core.spec import SpecError, parse_spec
+    from implicit_viz.core.spec import SpecError
 
     assert math.isfinite(MAX_TOL**2)
     for bad in (1e200, 1e155):
@@ -230,3 +231,32 @@ def test_tolerances_above_max_tol_are_refused_where_the_stop_test_would_overflow
     fmap = compile_spec(parse_spec('dim = 1\nf = "0.5*z + 1"\nz0 = [0.0]\n'))
     res = solve(fmap, "fixed_point", options=SolveOptions(tol=MAX_TOL))
     assert int(res.iterations[0]) == 0  # any residual passes such a tol: stop at once
+
+
+def test_newton_counts_the_rows_its_jacobians_repeat(monkeypatch):
+    """A swept tensor is a copy per batch row, and the autograd Jacobian repeats every row D
+    times (a 64 x 64 sweep of W[0,1] at dim 128 tried to allocate 10.8 GB past a check that
+    counted only the D x D matrices). The check counts those rows: a budget between the two
+    estimates refuses the solve before it starts."""
+    from implicit_viz.core.solvers import get_solver
+
+    d, b = 24, 40
+    spec = parse_spec(
+        f'dim = {d}\nf = "tanh(W @ z)"\n[tensors]\nW = {{ shape = [{d}, {d}], scale = 0.1 }}\n'
+    )
+    fmap = compile_spec(spec)
+    fmap = fmap.with_values(W=fmap.values["W"][..., 0].expand(b, d, d).clone())
+    view = fmap.as_batch_last()
+    assert view.row_bytes() >= d * d * 8  # each row carries its own W
+    newton = get_solver("newton")
+    dense_only = newton.state_bytes(b, d, torch.float64)
+    with_rows = dense_only + 2 * d * b * view.row_bytes()
+    assert with_rows > 2 * dense_only
+    mid_mb = (dense_only + with_rows) / 2 / 1024**2
+    monkeypatch.setenv("IMPLICIT_VIZ_MEMORY_MB", str(mid_mb))
+    with pytest.raises(LimitError, match="Newton's Jacobians") as info:
+        solve(fmap, "newton")
+    assert info.value.field == "solver"
+    # shared W (one copy for all rows): the same budget holds it, and Newton converges
+    res = solve(compile_spec(spec), "newton")
+    assert int(res.status[0]) == Status.CONVERGED

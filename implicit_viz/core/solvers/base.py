@@ -49,13 +49,15 @@ class Solver:
         """Bytes a step's dense ``D x D`` state takes for ``batch`` rows (0: none)."""
         return 0
 
-    def check_dense_state(self, z: torch.Tensor, what: str) -> None:
+    def check_dense_state(self, z: torch.Tensor, what: str, f: BatchLastMap | None = None) -> None:
         """:class:`~implicit_viz.core.errors.LimitError` (field ``solver``) before a solver with
-        dense ``D x D`` state starts on ``z: (D, B)`` whose state would pass the memory budget."""
+        dense ``D x D`` state starts on ``z: (D, B)`` whose state would pass the memory budget;
+        with ``f``, the rows its autograd Jacobians repeat count too."""
         d, b = z.shape
+        rows = 2 * d * b * f.row_bytes() if f is not None and hasattr(f, "row_bytes") else 0
         check_memory(
             f"{what} (B={b}, {d} x {d}, {str(z.dtype).replace('torch.', '')})",
-            self.state_bytes(b, d, z.dtype),
+            self.state_bytes(b, d, z.dtype) + rows,
             field="solver",
             hint="use anderson, damped or fixed_point at this dim (no D x D matrix)",
         )

@@ -36,7 +36,7 @@ class Newton(Solver):
         return jacobian_bytes(dim, batch, dtype) + 2 * batch * dim * dim * itemsize(dtype)
 
     def init(self, f, z, fz):
-        self.check_dense_state(z, "Newton's Jacobians")
+        self.check_dense_state(z, "Newton's Jacobians", f)
         return None
 
     def step(self, f, z, fz, state):
