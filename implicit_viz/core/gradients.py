@@ -50,7 +50,7 @@ import torch
 
 from implicit_viz.core.device import resolve_device, resolve_dtype
 from implicit_viz.core.driver import resolve_solver, solve
-from implicit_viz.core.errors import SolverError, SpecError
+from implicit_viz.core.errors import LimitError, SolverError, SpecError
 from implicit_viz.core.expr import CompiledExpression, compile_expression, constant_key
 from implicit_viz.core.jacobians import jacobian_batch_last, jacobian_bytes
 from implicit_viz.core.jsonsafe import json_safe
@@ -1009,14 +1009,40 @@ def _fd_check(
     fm = plain.with_values(**per_row)
     opts = SolveOptions(tol=1e-14, max_iter=60, diagnostics=False, lyapunov_steps=0)
     with torch.no_grad():
-        res = solve(fm, "newton", z_star.T.expand(rows.shape[0], -1), options=opts)
-        losses = b.loss(res.z.T.contiguous(), fm).double().cpu().numpy()
-    ok = res.residual.cpu().numpy() < 1e-10
+        solved = _newton_in_chunks(fm, z_star.T.expand(rows.shape[0], -1), opts)
+        if solved is None:  # not even one perturbed copy fits the memory budget: no check
+            empty = np.zeros(0)
+            return FDCheck((), empty, empty, float("nan"), h)
+        z_rows, residual = solved
+        losses = b.loss(z_rows.T.contiguous(), fm).double().cpu().numpy()
+    ok = residual.cpu().numpy() < 1e-10
     losses = np.where(ok, losses, np.nan)
     p = dmat.shape[0]
     fd = (losses[:p] - losses[p:]) / (2 * h)
     ex = dmat @ exact.double().cpu().numpy()
     return FDCheck(tuple(labels), fd, ex, _rel_error(fd, ex), h)
+
+
+def _newton_in_chunks(
+    fm: FixedPointMap, z0: torch.Tensor, opts: SolveOptions
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Newton on the rows of ``fm`` from ``z0: (P, D)``, in as few chunks as the memory budget
+    allows (each perturbed copy of a large tensor is repeated ``D`` times by the Jacobian);
+    ``(z, residual)`` or None when one row alone is over the budget."""
+    total = z0.shape[0]
+    chunk = total
+    while True:
+        try:
+            parts = []
+            for lo in range(0, total, chunk):
+                idx = torch.arange(lo, min(lo + chunk, total))
+                res = solve(fm.take(idx), "newton", z0[lo : lo + chunk], options=opts)
+                parts.append((res.z, res.residual))
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        except LimitError:
+            if chunk == 1:
+                return None
+            chunk = max(1, chunk // 2)
 
 
 def _conditioning(b: _Bound, z_star: torch.Tensor) -> tuple[float, float, float, torch.Tensor]:

@@ -21,7 +21,7 @@ from implicit_viz.core.gradients import (
 )
 from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.solvers.base import Solver
-from implicit_viz.core.spec import load_spec
+from implicit_viz.core.spec import load_spec, parse_spec
 from tests.helpers import fd_jacobian, make_spec, requires_cuda
 
 # ----------------------------------------------------------------------------------------------
@@ -447,3 +447,42 @@ def test_cuda_gives_the_cpu_gradients():
             gpu.method(m).gradient, cpu.method(m).gradient, rtol=1e-9, atol=1e-12
         )
     assert gpu.method("unrolled").device_peak_bytes is not None
+
+
+def test_fd_check_runs_newton_in_chunks_the_budget_holds(monkeypatch):
+    """The finite-difference check solves every perturbed copy of the wrt tensor at once by
+    Newton, whose Jacobians repeat each copy D times: past the memory budget it now solves them
+    in smaller chunks (same answer) instead of failing the whole gradient lab with a Newton
+    error the user did not ask for."""
+    import implicit_viz.core.gradients as grads
+    from implicit_viz.core.errors import LimitError
+    from implicit_viz.core.result import SolveOptions
+
+    spec = parse_spec(
+        'dim = 6\nf = "tanh(0.5 * (W @ z) + 0.1)"\n'
+        '[tensors]\nW = { shape = [6, 6], init = "normal", seed = 0, scale = 0.3 }\n'
+    )
+    fmap = compile_spec(spec)
+    rows = 8
+    w = fmap.values["W"][..., 0] + 1e-3 * torch.randn(rows, 6, 6, dtype=torch.float64)
+    fm = fmap.with_values(W=w)
+    z0 = torch.zeros(rows, 6, dtype=torch.float64)
+    opts = SolveOptions(tol=1e-14, max_iter=60, diagnostics=False, lyapunov_steps=0)
+    whole = grads.solve(fm, "newton", z0, options=opts)
+    real_solve = grads.solve
+    sizes = []
+
+    def small_budget_solve(f, name, z, options):
+        sizes.append(z.shape[0])
+        if z.shape[0] > 3:
+            raise LimitError("over the budget", field="solver")
+        return real_solve(f, name, z, options=options)
+
+    monkeypatch.setattr(grads, "solve", small_budget_solve)
+    z, residual = grads._newton_in_chunks(fm, z0, opts)
+    assert sizes == [8, 4, 2, 2, 2, 2]  # halved until a chunk fits, then every row once
+    torch.testing.assert_close(z, whole.z, rtol=0, atol=1e-12)
+    assert bool((residual < 1e-10).all())
+    # not even one row fits: no check rather than an error
+    monkeypatch.setattr(grads, "solve", lambda *a, **k: (_ for _ in ()).throw(LimitError("x")))
+    assert grads._newton_in_chunks(fm, z0, opts) is None
