@@ -113,7 +113,8 @@ def check_inputs(spec: str | None, session: str | None, *, strict: bool) -> str:
     """The one-line problem with the command line's SPEC and --session, "" when none.
 
     SPEC must name a preset or a readable spec file (at most 2 MB); with ``strict`` (a
-    ``--screenshot`` run, which would otherwise picture something else) its text must parse too.
+    ``--screenshot`` run, which would otherwise wait for a solve that never comes) its text must
+    pass the editor's check too.
     A session is checked whole, its spec text included, before any window opens."""
     from implicit_viz.core.files import FileReadError, read_text_limited
     from implicit_viz.core.presets import preset_names, preset_path
@@ -135,10 +136,10 @@ def check_inputs(spec: str | None, session: str | None, *, strict: bool) -> str:
         return str(exc)
     if strict:
         from implicit_viz.core.errors import SpecError
-        from implicit_viz.core.spec import parse_spec
+        from implicit_viz.gui.spec_editor import check_spec_text
 
         try:
-            parse_spec(text, path=str(p))
+            check_spec_text(text)  # the window's own check: what it refuses it never solves
         except SpecError as exc:
             return f"{p}: {exc.one_line()}"
         except ValueError as exc:  # a LimitError

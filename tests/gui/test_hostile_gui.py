@@ -527,3 +527,22 @@ def test_click_on_a_cell_beyond_the_slider_range_applies_nothing(qtbot, window):
     message = window.basins.status_label.text()
     assert "a = -1e+06 lies outside its slider range [0, 3]: not applied" in message
     assert message in window.status_label.text()
+
+
+def test_screenshot_of_a_spec_the_editor_refuses_fails_at_once(tmp_path):
+    """A spec that parses but that the window's own check refuses (here its [solver] section)
+    is never solved: a --screenshot run used to wait 60 s for that solve, then fail. The command
+    line now runs the same check first: one line naming the field, nothing else opened."""
+    from implicit_viz.gui.app import check_inputs
+
+    spec = tmp_path / "am.toml"
+    spec.write_text(
+        'dim = 1\nf = "cos(z)"\n[solver]\nsolvers = ["anderson"]\n[solver.anderson]\nm = 1000000000\n',
+        encoding="utf-8",
+    )
+    problem = check_inputs(str(spec), None, strict=True)
+    assert problem.startswith(f"{spec}: solver.anderson.m: ") and "1..50" in problem
+    good = tmp_path / "good.toml"
+    good.write_text('dim = 1\nf = "cos(z)"\n', encoding="utf-8")
+    assert check_inputs(str(good), None, strict=True) == ""
+    assert check_inputs(str(spec), None, strict=False) == ""  # the window shows it instead
