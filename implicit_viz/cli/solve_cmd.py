@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 from implicit_viz.cli.common import (
@@ -20,7 +19,6 @@ from implicit_viz.cli.common import (
     print_json,
     tolerance,
 )
-from implicit_viz.core.errors import SolverError
 from implicit_viz.core.spec import MAX_ITER_LIMIT
 
 _SPEC_SOLVE_KEYS = ("tol", "rtol", "max_iter", "div_bound", "period_tol", "max_period")
@@ -90,31 +88,9 @@ def solver_option_table(
     Every table of the spec and its ``solvers`` list are checked, not only those of the solvers
     run, so that a bad spec fails the same way whichever solver the command line picks.
     """
-    from implicit_viz.core.errors import SpecError
-    from implicit_viz.core.solvers import get_solver, solver_class, solver_options
+    from implicit_viz.core.solvers import check_spec_solver_section, solver_options
 
-    for n in spec_solver.get("solvers", []):
-        try:
-            solver_class(n)
-        except SolverError as exc:
-            raise SpecError(str(exc), field="solver.solvers") from None
-    for n, section in spec_solver.items():
-        if isinstance(section, Mapping):
-            try:
-                known = solver_options(n)
-            except SolverError as exc:
-                raise SpecError(str(exc), field=f"solver.{n}") from None
-            bad = set(section) - set(known)
-            if bad:
-                raise SpecError(
-                    f"unknown option(s) {', '.join(sorted(bad))} "
-                    f"(options: {', '.join(known) or 'none'})",
-                    field=f"solver.{n}",
-                )
-            try:
-                get_solver(n, **section)
-            except SolverError as exc:
-                raise SpecError(str(exc), field=f"solver.{n}") from None
+    check_spec_solver_section(spec_solver)
     table: dict[str, dict[str, Any]] = {}
     for n in names:
         known = solver_options(n)

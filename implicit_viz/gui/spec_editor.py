@@ -83,29 +83,10 @@ def check_solver_section(solver: Mapping[str, Any]) -> None:
     each ``[solver.NAME]`` table must build that solver (its option names and values), and what
     the solver panel shows must lie in the panel's ranges (:meth:`SolverSettings.check`).
     """
-    from implicit_viz.core.errors import SolverError
     from implicit_viz.core.live import SolverSettings
-    from implicit_viz.core.solvers import get_solver
+    from implicit_viz.core.solvers import check_spec_solver_section
 
-    names = solver.get("solvers")
-    if names is not None:
-        try:
-            SolverSettings(solvers=tuple(names)).check()
-        except ValueError as exc:
-            raise SpecError(str(exc), field="solver.solvers") from None
-    for key, table in solver.items():
-        if not isinstance(table, Mapping):
-            continue
-        try:
-            get_solver(key, **dict(table))
-        except (SolverError, TypeError, ValueError, OverflowError) as exc:
-            message, field = str(exc), f"solver.{key}"
-            m = re.match(rf"{re.escape(key)}(\.(\w+))?: ", message)
-            if m:  # "anderson.m: needs ..." -> field solver.anderson.m
-                message = message[m.end() :]
-                if m.group(2) and m.group(2) in table:
-                    field = f"solver.{key}.{m.group(2)}"
-            raise SpecError(message, field=field) from None
+    check_spec_solver_section(solver)
     for key, attr in _PANEL_KEYS.items():
         if key == "solvers":
             continue

@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -108,9 +110,37 @@ def _load_builtins() -> None:
     from implicit_viz.core.solvers import anderson, broyden, damped, fixed_point, newton  # noqa: F401
 
 
+def check_spec_solver_section(section: Mapping[str, Any]) -> None:
+    """Check a spec's ``[solver]`` section against the registry: every name in ``solvers`` is a
+    registered solver and every ``[solver.NAME]`` table builds that solver. Raises
+    :class:`~implicit_viz.core.errors.SpecError` naming the field: ``solver.solvers``,
+    ``solver.NAME`` (unknown solver or option) or ``solver.NAME.OPTION`` (a bad value)."""
+    from implicit_viz.core.errors import SpecError
+
+    for name in section.get("solvers", []):
+        try:
+            solver_class(name)
+        except SolverError as exc:
+            raise SpecError(str(exc), field="solver.solvers") from None
+    for key, table in section.items():
+        if not isinstance(table, Mapping):
+            continue
+        try:
+            get_solver(key, **dict(table))
+        except (SolverError, TypeError, ValueError, OverflowError) as exc:
+            message, field = str(exc), f"solver.{key}"
+            m = re.match(rf"{re.escape(key)}(\.(\w+))?: ", message)
+            if m:  # "anderson.m: needs ..." -> field solver.anderson.m
+                message = message[m.end() :]
+                if m.group(2) and m.group(2) in table:
+                    field = f"solver.{key}.{m.group(2)}"
+            raise SpecError(message, field=field) from None
+
+
 __all__ = [
     "Solver",
     "available_solvers",
+    "check_spec_solver_section",
     "coerce_option",
     "get_solver",
     "register_solver",
