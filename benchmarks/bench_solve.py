@@ -39,10 +39,10 @@ from common import (
     time_round_robin,
 )
 
+from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.diagnostics import add_diagnostics, jacobian_at, jacobian_info
 from implicit_viz.core.driver import compare, solve
 from implicit_viz.core.jacobians import jacobian_batch_last
-from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.solvers import get_solver
 from implicit_viz.core.spec import load_spec, parse_spec
 from implicit_viz.core.status import Status

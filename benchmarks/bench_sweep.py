@@ -50,7 +50,7 @@ from common import (
     time_round_robin,
 )
 
-from implicit_viz.core.problem import compile_spec
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.spec import load_spec
 from implicit_viz.core.status import Status
 from implicit_viz.core.sweep import Axis, SweepRequest, sweep, sweep_options
@@ -1025,9 +1025,9 @@ def run_memory(n: int, device: str) -> dict[str, Any]:
 def run_profile(g: Grid, device: str) -> dict[str, Any]:
     """One library sweep with timers wrapped around the engine's pieces (the module attributes
     are patched for the run and restored), then one under cProfile for the hottest leaves."""
+    import implicit_viz.core.compiled_map as prb
     import implicit_viz.core.driver as drv
     import implicit_viz.core.lyapunov as lya
-    import implicit_viz.core.problem as prb
     import implicit_viz.core.sweep as swm
     import implicit_viz.core.sweep_loop as swl
 

@@ -22,14 +22,14 @@ def tanh_spec():
 
 @pytest.fixture(scope="session")
 def tanh_map(tanh_spec):
-    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.compiled_map import compile_spec
 
     return compile_spec(tanh_spec)
 
 
 @pytest.fixture(scope="session")
 def logistic_map():
-    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.compiled_map import compile_spec
     from implicit_viz.core.spec import load_spec
 
     return compile_spec(load_spec("logistic"))
@@ -37,7 +37,7 @@ def logistic_map():
 
 @pytest.fixture(scope="session")
 def cosine_map():
-    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.compiled_map import compile_spec
     from implicit_viz.core.spec import load_spec
 
     return compile_spec(load_spec("cosine"))
@@ -45,7 +45,7 @@ def cosine_map():
 
 @pytest.fixture(scope="session")
 def gd_map():
-    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.compiled_map import compile_spec
     from implicit_viz.core.spec import load_spec
 
     return compile_spec(load_spec("gradient_descent"))

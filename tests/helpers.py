@@ -208,7 +208,7 @@ def _softmax_define() -> Problem:
 
 def _deq_cell() -> Problem:
     # The tensors are seeded draws; their values are inputs, read once from a compiled map.
-    from implicit_viz.core.problem import compile_spec
+    from implicit_viz.core.compiled_map import compile_spec
 
     spec = load_spec("deq_cell").with_values(s=0.8)
     vals = {k: v[..., 0].numpy() for k, v in compile_spec(spec).values.items()}

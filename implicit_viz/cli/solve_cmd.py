@@ -122,9 +122,9 @@ def solver_option_table(
 
 
 def run(args: argparse.Namespace) -> int:
+    from implicit_viz.core.compiled_map import compile_spec
     from implicit_viz.core.driver import compare
     from implicit_viz.core.export import TRACE_SUFFIXES, write_trace
-    from implicit_viz.core.problem import compile_spec
     from implicit_viz.core.result import SolveOptions
 
     if args.trace is not None:

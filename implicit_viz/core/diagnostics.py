@@ -24,7 +24,7 @@ from implicit_viz.core.solvers.base import eigenvalues
 from implicit_viz.core.status import Status
 
 if TYPE_CHECKING:
-    from implicit_viz.core.problem import FixedPointMap
+    from implicit_viz.core.compiled_map import FixedPointMap
     from implicit_viz.core.result import SolveResult
     from implicit_viz.core.solvers.base import Solver
 

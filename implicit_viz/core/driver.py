@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from implicit_viz.core.batchops import col_absmax, col_norm, col_sqnorm, take_cols
+from implicit_viz.core.compiled_map import FixedPointMap
 from implicit_viz.core.cycles import (
     confirm_period,
     confirm_step,
@@ -30,7 +31,6 @@ from implicit_viz.core.cycles import (
 from implicit_viz.core.diagnostics import add_diagnostics, known_info
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.lyapunov import TwinOrbit, twin_start_step
-from implicit_viz.core.problem import FixedPointMap
 from implicit_viz.core.result import MAX_TRACE_BYTES, SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver, get_solver
 from implicit_viz.core.status import Status
@@ -66,7 +66,7 @@ def solve(
     Parameters
     ----------
     fmap : FixedPointMap
-        The compiled map (:func:`implicit_viz.core.problem.compile_spec`). If it carries per-row
+        The compiled map (:func:`implicit_viz.core.compiled_map.compile_spec`). If it carries per-row
         values, their row count is the batch size.
     solver : str or Solver
         A registered name (``"fixed_point"``, ``"damped"``, ``"anderson"``, ``"newton"``,

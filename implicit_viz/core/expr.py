@@ -8,7 +8,7 @@ and the tree is compiled into nested Python closures that call torch functions.
 Layout: compiled expressions evaluate a whole batch at once in *batch-last* layout. A value whose
 per-sample shape is ``s`` is a tensor of shape ``(*s, B)`` or ``(*s, 1)`` (shared by all rows), so
 per-sample semantics (``W @ z``, ``z[0]``, ``sum(z)``) act on the leading dimensions and per-row
-parameters broadcast for free. :mod:`implicit_viz.core.problem` converts from the public batch-first
+parameters broadcast for free. :mod:`implicit_viz.core.compiled_map` converts from the public batch-first
 ``(B, D)`` layout.
 
 Parsing and checking (:func:`parse_expression`) need no torch; compiling does.
@@ -557,7 +557,7 @@ def compile_expression(
 
     Shape errors (``W @ z`` with mismatched sizes, an index out of range) surface as
     :class:`SpecError` with the position of the offending node when the expression is first
-    evaluated; :func:`implicit_viz.core.problem.compile_spec` does that once at compile time.
+    evaluated; :func:`implicit_viz.core.compiled_map.compile_spec` does that once at compile time.
     """
     names = set(names)
     tree = parse_expression(text, names, field=field)

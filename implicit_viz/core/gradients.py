@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.device import resolve_device, resolve_dtype
 from implicit_viz.core.driver import resolve_solver, solve
 from implicit_viz.core.errors import LimitError, SolverError, SpecError
@@ -55,7 +56,6 @@ from implicit_viz.core.expr import CompiledExpression, compile_expression, const
 from implicit_viz.core.jacobians import jacobian_batch_last, jacobian_bytes
 from implicit_viz.core.jsonsafe import json_safe
 from implicit_viz.core.limits import check_memory
-from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
 from implicit_viz.core.solvers.base import Solver, eigenvalues

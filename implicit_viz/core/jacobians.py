@@ -63,7 +63,7 @@ def jacobian_batch_last(f: BatchLastMap, z: torch.Tensor) -> torch.Tensor:
 def jacobian(f: Any, z: torch.Tensor) -> torch.Tensor:
     """Batch-first Jacobian: ``z: (B, D)`` -> ``J: (B, D, D)`` with ``J[b, i, j] = df_i/dz_j``.
 
-    ``f`` is a :class:`~implicit_viz.core.problem.FixedPointMap` (its per-row values are used)
+    ``f`` is a :class:`~implicit_viz.core.compiled_map.FixedPointMap` (its per-row values are used)
     or any :class:`BatchLastMap`.
     """
     if hasattr(f, "as_batch_last"):  # a FixedPointMap

@@ -23,7 +23,7 @@ from implicit_viz.core.limits import MAX_TOL
 from implicit_viz.core.status import Status
 
 if TYPE_CHECKING:  # pragma: no cover
-    from implicit_viz.core.problem import FixedPointMap
+    from implicit_viz.core.compiled_map import FixedPointMap
     from implicit_viz.core.result import SolveResult
     from implicit_viz.core.spec import Spec
 
@@ -268,7 +268,7 @@ class MapCache:
     def get(self, spec: Spec, seeds: Mapping[str, int], device: str, dtype: str) -> FixedPointMap:
         from dataclasses import replace
 
-        from implicit_viz.core.problem import compile_spec
+        from implicit_viz.core.compiled_map import compile_spec
 
         stripped = replace(spec, params=tuple(replace(p, value=p.min) for p in spec.params))
         key = (stripped, tuple(sorted(seeds.items())), device, dtype)
@@ -352,11 +352,12 @@ def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tu
 
     from implicit_viz.core.errors import LimitError, SolverError
     from implicit_viz.core.limits import check_memory, format_bytes
-    from implicit_viz.core.solvers import solver_class
+    from implicit_viz.core.solvers import get_solver, solver_class
 
     big = []
-    for name in (n for n in settings.solvers if n in ("newton", "broyden")):
-        need = solver_class(name).state_bytes(1, dim, settings.dtype)
+    options = settings.solver_options()
+    for name in (n for n in settings.solvers if solver_class(n).dense_matrix):
+        need = get_solver(name, **options.get(name, {})).state_bytes(1, dim, settings.dtype)
         try:
             check_memory(name, need)
         except LimitError:

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.driver import resolve_solver, solve
 from implicit_viz.core.errors import SolverError, SpecError, SweepError
-from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.spec import Spec, Target, parse_target
 from implicit_viz.core.status import Status, status_descriptions, status_names

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from implicit_viz.core.batchops import col_absmax, col_sqnorm_, take_cols
+from implicit_viz.core.compiled_map import FixedPointMap
 from implicit_viz.core.cycles import (
     confirm_period,
     confirm_step,
@@ -35,11 +36,8 @@ from implicit_viz.core.cycles import (
 )
 from implicit_viz.core.diagnostics import add_diagnostics
 from implicit_viz.core.lyapunov import TwinOrbit, twin_start_step
-from implicit_viz.core.problem import FixedPointMap
 from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver
-from implicit_viz.core.solvers.damped import Damped
-from implicit_viz.core.solvers.fixed_point import FixedPoint
 from implicit_viz.core.status import Status
 
 #: During a cycle-test window, compact only when at most this many ring slots must be carried
@@ -53,9 +51,7 @@ _CONV, _DIV, _PER = int(Status.CONVERGED), int(Status.DIVERGED), int(Status.PERI
 
 def lean_applies(slv: Solver, opts: SolveOptions) -> bool:
     """Whether :func:`run_lean` can stand in for the general loop for this solve."""
-    return (
-        type(slv) in (FixedPoint, Damped) and not opts.history and not opts.trace and opts.rtol == 0
-    )
+    return slv.stateless and not opts.history and not opts.trace and opts.rtol == 0
 
 
 @dataclass

@@ -106,7 +106,7 @@ def axis_targets(spec: Spec) -> list[str]:
 def tensor_element_values(spec: Spec, seeds: Mapping[str, int] | None = None) -> dict[str, float]:
     """The value of every element of a small tensor (those :func:`axis_targets` offers), keyed
     as there (``"W[0,1]"``); drawn tensors use ``seeds`` (name -> seed) where given."""
-    from implicit_viz.core.problem import materialize_tensor
+    from implicit_viz.core.compiled_map import materialize_tensor
 
     if seeds:
         spec = spec.with_overrides({f"{name}.seed": int(seed) for name, seed in seeds.items()})

@@ -26,15 +26,7 @@ OKABE_ITO = {
     "sky_blue": "#56B4E9",
     "black": "#000000",
 }
-#: One colour per registry solver name.
-SOLVER_COLORS: dict[str, str] = {
-    "fixed_point": OKABE_ITO["blue"],
-    "damped": OKABE_ITO["sky_blue"],
-    "anderson": OKABE_ITO["bluish_green"],
-    "newton": OKABE_ITO["vermillion"],
-    "broyden": OKABE_ITO["reddish_purple"],
-}
-#: Solvers not in the table (plugins) cycle through these.
+#: Solvers that declare no colour of their own (``Solver.color``) cycle through these.
 _SPARE = (OKABE_ITO["orange"], OKABE_ITO["black"])
 #: Light tints behind outcome words (keys: ``Status.label``); converged has none.
 STATUS_TINTS: dict[str, str] = {
@@ -49,10 +41,16 @@ FOREGROUND = "#202020"
 
 
 def solver_color(name: str) -> str:
-    """Hex colour of a solver by registry name (a stable spare colour for unknown names)."""
-    if name in SOLVER_COLORS:
-        return SOLVER_COLORS[name]
-    return _SPARE[sum(map(ord, name)) % len(_SPARE)]
+    """Hex colour of a solver by registry name: its own (``Solver.color``), else a stable spare
+    colour (also for names not registered)."""
+    from implicit_viz.core.errors import SolverError
+    from implicit_viz.core.solvers import solver_class
+
+    try:
+        own = solver_class(name).color
+    except SolverError:
+        own = ""
+    return own or _SPARE[sum(map(ord, name)) % len(_SPARE)]
 
 
 def status_tint(status: str) -> str | None:

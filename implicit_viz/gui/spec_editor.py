@@ -1,7 +1,7 @@
 """The spec editor: TOML text with colours and line numbers, checked while the user types.
 
 The check (:func:`~implicit_viz.core.spec.parse_spec`, then
-:func:`~implicit_viz.core.problem.check_spec`: shapes and costs on meta tensors, nothing
+:func:`~implicit_viz.core.compiled_map.check_spec`: shapes and costs on meta tensors, nothing
 computed) runs 200 ms after the last keystroke. It never touches the text: a good spec is
 announced with ``specAccepted``, a bad one with ``specRejected``, a red line under the editor
 and a wavy underline at the place named.
@@ -44,7 +44,7 @@ def check_spec_text(text: str) -> Spec:
     """Parse and check a spec text; raises :class:`SpecError` if it is bad (a resource limit
     too, as a :class:`SpecError` naming the same field).
 
-    The check (:func:`~implicit_viz.core.problem.check_spec`) evaluates ``f`` on meta tensors:
+    The check (:func:`~implicit_viz.core.compiled_map.check_spec`) evaluates ``f`` on meta tensors:
     shapes and costs are checked without drawing a tensor or computing a product, so a keystroke
     costs milliseconds whatever the sizes. Errors that depend on values come back from the solve.
     """
@@ -54,7 +54,7 @@ def check_spec_text(text: str) -> Spec:
             "it was not checked"
         )
     spec = parse_spec(text)
-    from implicit_viz.core.problem import check_spec  # imports torch: only when needed
+    from implicit_viz.core.compiled_map import check_spec  # imports torch: only when needed
 
     try:
         check_spec(spec, dtype="float64")

@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
-import implicit_viz.core.problem as problem
+import implicit_viz.core.compiled_map as problem
+from implicit_viz.core.compiled_map import check_spec, compile_spec
 from implicit_viz.core.cost import count
 from implicit_viz.core.errors import LimitError, SpecError
 from implicit_viz.core.limits import MAX_EVAL_FLOPS
-from implicit_viz.core.problem import check_spec, compile_spec
 from tests.helpers import make_spec
 
 

@@ -107,8 +107,8 @@ def test_a_cycle_is_confirmed_a_few_steps_after_the_test_that_finds_it(every, fo
     """The logistic map at r = 3.5 settles on its 4-cycle within a few dozen steps: the first
     test that sees it makes it a candidate, and it counts CONFIRM_AFTER steps later (or at the
     next test, when tests are closer), not at the next sparse test."""
+    from implicit_viz.core.compiled_map import compile_spec
     from implicit_viz.core.driver import solve
-    from implicit_viz.core.problem import compile_spec
     from implicit_viz.core.spec import load_spec
     from implicit_viz.core.status import Status
 

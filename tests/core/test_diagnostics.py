@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import implicit_viz.core as core
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.diagnostics import jacobian_at, observed_rate
 from implicit_viz.core.driver import solve
 from implicit_viz.core.jacobians import jacobian
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.solvers import available_solvers, get_solver
 from implicit_viz.core.spec import load_spec
 from implicit_viz.core.status import Status

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.driver import compare, solve
 from implicit_viz.core.errors import SolverError, SpecError
-from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import available_solvers
 from implicit_viz.core.spec import load_spec

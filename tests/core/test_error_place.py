@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.error_place import locate_error
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.presets import preset_path
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import parse_spec
 
 TANH = preset_path("tanh_layer").read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from implicit_viz.core import export as export_mod
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.driver import compare, solve
 from implicit_viz.core.export import (
     MAX_SWEEP_JSON_BYTES,
@@ -25,7 +26,6 @@ from implicit_viz.core.export import (
 )
 from implicit_viz.core.gradients import GradRequest, gradient_lab
 from implicit_viz.core.jsonsafe import json_safe
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import load_spec, parse_spec
 from implicit_viz.core.sweep import Axis, SweepRequest, sweep
 from tests.helpers import fail_writes_after

@@ -10,6 +10,7 @@ import pytest
 import scipy.special
 import torch
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.expr import (
     CONSTANTS,
@@ -19,7 +20,6 @@ from implicit_viz.core.expr import (
     free_names,
     parse_expression,
 )
-from implicit_viz.core.problem import compile_spec
 from tests.helpers import make_spec, np_softmax
 
 RNG = np.random.default_rng(1234)

@@ -21,10 +21,10 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.driver import solve
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.expr import FUNCTIONS
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import parse_spec, spec_from_dict
 
 SENTINEL = {"value": "untouched"}

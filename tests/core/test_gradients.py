@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.gradients import (
     CURVE_METHODS,
@@ -19,7 +20,6 @@ from implicit_viz.core.gradients import (
     SavedTensorMeter,
     gradient_lab,
 )
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.solvers.base import Solver
 from implicit_viz.core.spec import load_spec, parse_spec
 from tests.helpers import fd_jacobian, make_spec, requires_cuda

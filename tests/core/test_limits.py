@@ -10,13 +10,13 @@ import time
 import pytest
 import torch
 
-import implicit_viz.core.problem as problem
+import implicit_viz.core.compiled_map as problem
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.diagnostics import check_diagnostic_cost
 from implicit_viz.core.driver import solve
 from implicit_viz.core.errors import LimitError, SolverError
 from implicit_viz.core.gradients import GradRequest, gradient_lab
 from implicit_viz.core.limits import format_bytes, memory_budget
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
 from implicit_viz.core.spec import parse_spec
@@ -212,11 +212,11 @@ def test_tolerances_above_max_tol_are_refused_where_the_stop_test_would_overflow
     that takes a tol refuses it past MAX_TOL with a message naming it, and MAX_TOL itself runs."""
     import math
 
+    from implicit_viz.core.compiled_map import compile_spec
     from implicit_viz.core.driver import solve
     from implicit_viz.core.errors import SolverError
     from implicit_viz.core.limits import MAX_TOL
     from implicit_viz.core.live import SolverSettings
-    from implicit_viz.core.problem import compile_spec
     from implicit_viz.core.result import SolveOptions
     from implicit_viz.core.spec import SpecError
 

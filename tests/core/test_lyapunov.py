@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.driver import solve
 from implicit_viz.core.lyapunov import TwinOrbit, lyapunov_estimate
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
 from implicit_viz.core.spec import load_spec

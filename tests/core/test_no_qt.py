@@ -58,7 +58,7 @@ def core_modules() -> list[str]:
 
 def test_core_module_list_is_complete():
     mods = core_modules()
-    for expected in ("spec", "expr", "problem", "driver", "diagnostics", "solvers.newton"):
+    for expected in ("spec", "expr", "compiled_map", "driver", "diagnostics", "solvers.newton"):
         assert f"implicit_viz.core.{expected}" in mods
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.driver import solve
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.presets import PRESET_DIR, list_presets, preset_names, preset_path
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.solvers import available_solvers
 from implicit_viz.core.spec import Spec, load_spec
 from implicit_viz.core.status import Status

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.driver import solve
 from implicit_viz.core.errors import SolverError
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.solvers import _REGISTRY as REGISTRY
 from implicit_viz.core.solvers import (
     Solver,
@@ -332,8 +332,8 @@ def test_a_registered_solver_is_listed_after_the_builtins_and_runs(monkeypatch, 
 def test_anderson_longer_memory_does_not_slow_it_down(s):
     """A longer memory must not cost steps (it did when the regularisation scaled with the
     oldest, largest residual: m = 16 took twice the steps of m = 5 on this cell)."""
+    from implicit_viz.core.compiled_map import compile_spec
     from implicit_viz.core.driver import solve
-    from implicit_viz.core.problem import compile_spec
     from implicit_viz.core.spec import load_spec
 
     fmap = compile_spec(load_spec("deq_cell").with_overrides({"s": s}))

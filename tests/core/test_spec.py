@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.presets import preset_names
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import Spec, load_spec, parse_spec, parse_target, spec_from_dict
 
 SAMPLE = '''

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 import implicit_viz.core.sweep as sweep_mod
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.driver import solve
 from implicit_viz.core.errors import SpecError, SweepError
-from implicit_viz.core.problem import compile_spec
 from implicit_viz.core.spec import load_spec, parse_spec
 from implicit_viz.core.status import Status
 from implicit_viz.core.sweep import (

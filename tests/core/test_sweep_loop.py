@@ -13,7 +13,7 @@ import torch
 import implicit_viz.core.sweep_loop as sweep_loop
 from implicit_viz.core import driver
 from implicit_viz.core.batchops import col_norm, col_sqnorm, col_sqnorm_, take_cols
-from implicit_viz.core.problem import compile_spec
+from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
 from implicit_viz.core.spec import load_spec

@@ -380,7 +380,7 @@ W = { shape = [1000, 1000], init = "normal", seed = 0, scale = 0.01 }
 def test_check_draws_no_tensor_and_computes_nothing(monkeypatch):
     """A 1000 x 1000 matmul chain blocked the editor for 1.5 s per keystroke: the check drew W
     and evaluated f. Now it draws nothing (so it takes milliseconds whatever the sizes)."""
-    import implicit_viz.core.problem as problem
+    import implicit_viz.core.compiled_map as problem
 
     def refuse(t):
         raise AssertionError("the keystroke check drew a tensor")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from implicit_viz.core.errors import SolverError
 from implicit_viz.core.limits import check_memory, itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
+from implicit_viz.core.solvers.options import option
 
 
 @register_solver("anderson")
@@ -26,18 +25,38 @@ class Anderson(Solver):
     residuals shrink.
     """
 
-    m: int = 5
-    lam: float = 1e-4
-    beta: float = 1.0
+    m: int = option(
+        5,
+        low=1,
+        label="memory m",
+        symbol="m",
+        panel_max=50,
+        help="how many past iterates are mixed (5 to 20 is typical)",
+    )
+    lam: float = option(
+        1e-4,
+        low=0,
+        label="regularisation λ",
+        panel_max=1.0,
+        help="relative Tikhonov term on the Gram matrix's diagonal",
+    )
+    beta: float = option(
+        1.0,
+        low=0,
+        high=2,
+        low_open=True,
+        label="mixing β",
+        help="weight of the mixed images f(z) against the mixed iterates",
+    )
+    label = "Anderson acceleration"
     summary = "Anderson acceleration over the last m iterates"
+    color = "#009E73"  # Okabe-Ito bluish green
+    # under autograd a step copies its history instead of writing it in place (see ``step``),
+    # so unrolled backprop works, at m D saved values per step
 
-    def __post_init__(self) -> None:
-        if isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1:
-            raise SolverError(f"anderson.m: must be a whole number of at least 1, got {self.m!r}")
-        if isinstance(self.lam, bool) or not (math.isfinite(self.lam) and self.lam >= 0):
-            raise SolverError(f"anderson.lam: must be a finite number >= 0, got {self.lam!r}")
-        if isinstance(self.beta, bool) or not 0 < self.beta <= 2:
-            raise SolverError(f"anderson.beta: must lie in (0, 2], got {self.beta!r}")
+    def state_bytes(self, batch: int, dim: int, dtype: Any) -> int:
+        """The history and a step's Gram systems (:meth:`history_bytes`)."""
+        return self.history_bytes(batch, dim, dtype)
 
     def history_bytes(self, batch: int, dim: int, dtype: Any) -> int:
         """Bytes of the history ``init`` allocates (iterates and images, ``(B, m, D)`` each) and

@@ -13,21 +13,68 @@ import torch
 
 from implicit_viz.core.jacobians import BatchLastMap
 from implicit_viz.core.limits import check_memory
+from implicit_viz.core.solvers.options import OptionSpec, option_specs
 
 State = Any
 
 
 @dataclass(frozen=True)
 class Solver:
-    """Base class: frozen dataclass of the solver's own settings, with ``init`` and ``step``."""
+    """Base class: frozen dataclass of the solver's own settings, with ``init`` and ``step``.
+
+    A subclass declares everything the rest of the program needs to know about it, so adding a
+    solver touches no other file: its options as :func:`~implicit_viz.core.solvers.options.option`
+    fields (type, range, default, help: the solver panel, ``--opt``, sessions and exports read
+    them), and the class attributes below.
+    """
 
     name: ClassVar[str] = ""
+    #: Name for people, e.g. ``"Anderson acceleration"``.
+    label: ClassVar[str] = ""
     #: One-line description for tables and the GUI.
     summary: ClassVar[str] = ""
+    #: Colour of its curves and table rows (hex); empty: a spare colour is picked.
+    color: ClassVar[str] = ""
     #: Map evaluations each step costs (per element).
     f_evals_per_step: ClassVar[int] = 1
     #: Jacobian evaluations each step costs (per element).
     jac_evals_per_step: ClassVar[int] = 0
+    #: Whether a step holds a dense ``D x D`` matrix per element (a Jacobian or an estimate of
+    #: one): such solvers get a size limit (:meth:`state_bytes`, the live solve's dim cap).
+    dense_matrix: ClassVar[bool] = False
+    #: Whether autograd can backprop through its steps (unrolled gradients).
+    unrollable: ClassVar[bool] = True
+    #: Whether it keeps no state between steps (``init`` returns None) and a step is a function
+    #: of ``(z, f(z))`` alone with one map evaluation: the driver's lean loop then applies.
+    stateless: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        for spec in self.option_specs():
+            spec.check(self.name, getattr(self, spec.name))
+
+    @classmethod
+    def option_specs(cls) -> tuple[OptionSpec, ...]:
+        """Every option with its type, range, default and help, in declaration order."""
+        return option_specs(cls)
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """What the program knows about the solver, JSON-ready (for ``--json`` and exports)."""
+        return {
+            "name": cls.name,
+            "label": cls.label or cls.name,
+            "summary": cls.summary,
+            "options": [o.to_dict() for o in cls.option_specs()],
+            "dense_matrix": cls.dense_matrix,
+            "unrollable": cls.unrollable,
+            "f_evals_per_step": cls.f_evals_per_step,
+            "jac_evals_per_step": cls.jac_evals_per_step,
+        }
+
+    def tag(self) -> str:
+        """The name with its shown options, e.g. ``"damped (β=0.5)"``, ``"anderson (m=5)"``."""
+        shown = [f"{o.symbol}={getattr(self, o.name):g}" for o in self.option_specs() if o.symbol]
+        return f"{self.name} ({', '.join(shown)})" if shown else self.name
 
     def init(self, f: BatchLastMap, z: torch.Tensor, fz: torch.Tensor) -> State:
         """The state before the first step. ``z``, ``fz``: (D, B)."""
@@ -44,9 +91,9 @@ class Solver:
         for Lyapunov estimates); None for solvers with memory or Jacobians."""
         return None
 
-    @staticmethod
-    def state_bytes(batch: int, dim: int, dtype: object) -> int:
-        """Bytes a step's dense ``D x D`` state takes for ``batch`` rows (0: none)."""
+    def state_bytes(self, batch: int, dim: int, dtype: object) -> int:
+        """Bytes the solver's state and a step's temporaries take for ``batch`` rows of ``dim``
+        beyond the iterate itself (0: none)."""
         return 0
 
     def check_dense_state(self, z: torch.Tensor, what: str, f: BatchLastMap | None = None) -> None:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from implicit_viz.core.errors import SolverError
 from implicit_viz.core.limits import itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
+from implicit_viz.core.solvers.options import option
 
 
 @register_solver("broyden")
@@ -23,15 +23,20 @@ class Broyden(Solver):
     No Jacobian is evaluated. Memory ``D^2`` per element.
     """
 
-    beta: float = 1.0
+    beta: float = option(
+        1.0,
+        low=0,
+        high=1,
+        low_open=True,
+        label="step β",
+        help="fraction of the quasi-Newton step taken (1: the full step)",
+    )
+    label = "Broyden's method"
     summary = "Broyden's quasi-Newton method (no Jacobian evaluations)"
+    color = "#CC79A7"  # Okabe-Ito reddish purple
+    dense_matrix = True
 
-    def __post_init__(self) -> None:
-        if not 0 < self.beta <= 1:
-            raise SolverError(f"broyden: beta must lie in (0, 1], got {self.beta}")
-
-    @staticmethod
-    def state_bytes(batch: int, dim: int, dtype: object) -> int:
+    def state_bytes(self, batch: int, dim: int, dtype: object) -> int:
         """Bytes of ``H`` and the two ``(B, D, D)`` temporaries of its update."""
         return 3 * batch * dim * dim * itemsize(dtype)
 

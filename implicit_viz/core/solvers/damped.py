@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from implicit_viz.core.errors import SolverError
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
+from implicit_viz.core.solvers.options import option
 
 
 @register_solver("damped")
@@ -20,12 +20,20 @@ class Damped(Solver):
     over-relaxes.
     """
 
-    beta: float = 0.5
+    beta: float = option(
+        0.5,
+        low=0,
+        high=2,
+        low_open=True,
+        high_open=True,
+        label="damping β",
+        symbol="β",
+        help="weight of f(z) in each step: below 1 damps oscillation, above 1 over-relaxes",
+    )
+    label = "damped iteration"
     summary = "damped iteration z <- (1-beta) z + beta f(z)"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.beta < 2:
-            raise SolverError(f"damped: beta must lie in (0, 2), got {self.beta}")
+    color = "#56B4E9"  # Okabe-Ito sky blue
+    stateless = True
 
     def step(self, f, z, fz, state):
         z_new = torch.lerp(z, fz, self.beta)

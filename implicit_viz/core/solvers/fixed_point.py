@@ -15,7 +15,10 @@ from implicit_viz.core.solvers.base import Solver
 class FixedPoint(Solver):
     """``z <- f(z)``. Converges near ``z*`` at rate ``rho(df/dz)`` when that is below 1."""
 
+    label = "naive iteration"
     summary = "naive iteration z <- f(z)"
+    color = "#0072B2"  # Okabe-Ito blue
+    stateless = True
 
     def step(self, f, z, fz, state):
         return fz, f(fz), state

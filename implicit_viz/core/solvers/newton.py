@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from implicit_viz.core.errors import SolverError
 from implicit_viz.core.jacobians import jacobian_batch_last, jacobian_bytes
 from implicit_viz.core.limits import itemsize
 from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
+from implicit_viz.core.solvers.options import option
 
 
 @register_solver("newton")
@@ -22,16 +22,21 @@ class Newton(Solver):
     not finite) the element takes a plain iteration step ``z <- f(z)`` instead.
     """
 
-    damping: float = 1.0
+    damping: float = option(
+        1.0,
+        low=0,
+        high=1,
+        low_open=True,
+        label="step damping",
+        help="fraction of the Newton step taken (1: the full step)",
+    )
+    label = "Newton's method"
     summary = "Newton's method with the Jacobian from autograd"
+    color = "#D55E00"  # Okabe-Ito vermillion
     jac_evals_per_step = 1
+    dense_matrix = True
 
-    def __post_init__(self) -> None:
-        if not 0 < self.damping <= 1:
-            raise SolverError(f"newton: damping must lie in (0, 1], got {self.damping}")
-
-    @staticmethod
-    def state_bytes(batch: int, dim: int, dtype: object) -> int:
+    def state_bytes(self, batch: int, dim: int, dtype: object) -> int:
         """Bytes of a step's Jacobians by autograd and the dense solve with them."""
         return jacobian_bytes(dim, batch, dtype) + 2 * batch * dim * dim * itemsize(dtype)
 

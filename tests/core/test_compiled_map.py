@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.errors import SpecError
-from implicit_viz.core.problem import FixedPointMap, compile_spec
 from implicit_viz.core.spec import load_spec
 from tests.helpers import ZOO, ZOO_IDS, make_spec, requires_cuda
 
