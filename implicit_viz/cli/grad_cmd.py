@@ -23,6 +23,7 @@ from implicit_viz.cli.common import (
     tolerance,
 )
 from implicit_viz.cli.solve_cmd import solver_option_table
+from implicit_viz.core.solver_settings import SolverSection
 from implicit_viz.core.spec import MAX_ITER_LIMIT
 
 OUT_SUFFIXES = (".csv", ".npz", ".json")
@@ -71,8 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--solver",
         default="fixed_point",
         metavar="NAME",
-        help="forward solver, the one unrolled: fixed_point, damped, anderson, newton or "
-        "broyden (newton's unroll treats its Jacobian as a constant) (default fixed_point)",
+        help="forward solver, the one unrolled: one that autograd can unroll ('implicit-viz "
+        "solvers' lists them; newton's unroll treats its Jacobian as a constant) "
+        "(default fixed_point)",
     )
     p.add_argument(
         "--opt",
@@ -138,7 +140,7 @@ def build_request(args: argparse.Namespace):
     check_device(args.device)
     spec = load_spec_with_overrides(args.spec, args.assignments)
     solver_class(args.solver)  # unknown names fail here, listing the known ones
-    options = solver_option_table([args.solver], dict(spec.solver), args.opt)[args.solver]
+    options = solver_option_table([args.solver], SolverSection.of(spec), args.opt)[args.solver]
     return GradRequest(
         spec=spec,
         wrt=tuple(wrt),

@@ -16,15 +16,15 @@ import sys
 from collections.abc import Sequence
 
 from implicit_viz import __version__
-from implicit_viz.cli import grad_cmd, presets_cmd, solve_cmd, sweep_cmd
+from implicit_viz.cli import grad_cmd, presets_cmd, solve_cmd, solvers_cmd, sweep_cmd
 from implicit_viz.cli.common import ArgumentParser, CLIError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 
-_COMMANDS = (solve_cmd, sweep_cmd, grad_cmd, presets_cmd)
+_COMMANDS = (solve_cmd, sweep_cmd, grad_cmd, presets_cmd, solvers_cmd)
 #: The subcommands' names (a test checks them against the parser).
-COMMAND_NAMES = ("solve", "sweep", "grad", "presets")
+COMMAND_NAMES = ("solve", "sweep", "grad", "presets", "solvers")
 
 
 def build_parser() -> argparse.ArgumentParser:

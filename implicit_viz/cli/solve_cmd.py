@@ -19,17 +19,16 @@ from implicit_viz.cli.common import (
     print_json,
     tolerance,
 )
+from implicit_viz.core.solver_settings import SolverSection
 from implicit_viz.core.spec import MAX_ITER_LIMIT
-
-_SPEC_SOLVE_KEYS = ("tol", "rtol", "max_iter", "div_bound", "period_tol", "max_period")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "solve",
         help="solve z = f(x, z) with each named solver and compare them",
-        description="Solve a spec's fixed point with each named solver (default: all five) and "
-        "print a table, or one JSON document with --json.",
+        description="Solve a spec's fixed point with each named solver (default: every "
+        "registered one) and print a table, or one JSON document with --json.",
     )
     add_spec_argument(p)
     p.add_argument(
@@ -38,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="fixed_point, damped, anderson, newton or broyden; repeatable or comma-separated "
-        "(default: the spec's [solver] solvers, else all)",
+        help="a registered solver ('implicit-viz solvers' lists them); repeatable or "
+        "comma-separated (default: the spec's [solver] solvers, else all)",
     )
     p.add_argument(
         "--tol", type=tolerance, help="absolute residual tolerance (default from spec, 1e-6)"
@@ -69,33 +68,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def solver_names(args_solvers: list[str], spec_solver: dict[str, Any]) -> list[str]:
+def solver_names(args_solvers: list[str], section: SolverSection) -> list[str]:
+    """The solvers ``--solver`` names, else the spec's list, else every registered one."""
     from implicit_viz.core.solvers import available_solvers, solver_class
 
     names = [n.strip() for item in args_solvers for n in item.split(",") if n.strip()]
     if not names:
-        names = list(spec_solver.get("solvers", [])) or available_solvers()
+        names = list(section.names(available_solvers()))
     for n in names:
         solver_class(n)  # raises SolverError listing the known names
     return list(dict.fromkeys(names))
 
 
 def solver_option_table(
-    names: list[str], spec_solver: dict[str, Any], opts: list[str]
+    names: list[str], section: SolverSection, opts: list[str]
 ) -> dict[str, dict[str, Any]]:
     """Per-solver options: the spec's ``[solver.NAME]`` tables, then ``--opt`` on top.
 
-    Every table of the spec and its ``solvers`` list are checked, not only those of the solvers
-    run, so that a bad spec fails the same way whichever solver the command line picks.
+    Every table of the spec and its ``solvers`` list were checked when the section was read
+    (:meth:`SolverSection.of`), not only those of the solvers run, so that a bad spec fails the
+    same way whichever solver the command line picks.
     """
-    from implicit_viz.core.solvers import check_spec_solver_section, solver_options
+    from implicit_viz.core.solvers import solver_options
 
-    check_spec_solver_section(spec_solver)
-    table: dict[str, dict[str, Any]] = {}
-    for n in names:
-        known = solver_options(n)
-        section = spec_solver.get(n, {})
-        table[n] = {k: v for k, v in section.items() if k in known}
+    table = section.options_for(names)
     for item in opts:
         key, sep, value = item.partition("=")
         if not sep:
@@ -131,15 +127,12 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.trace, TRACE_SUFFIXES, "--trace")
     check_device(args.device)
     spec = load_spec_with_overrides(args.spec, args.assignments)
-    spec_solver = dict(spec.solver)
-    names = solver_names(args.solvers, spec_solver)
-    per_solver = solver_option_table(names, spec_solver, args.opt)
-
-    base = {k: spec_solver[k] for k in _SPEC_SOLVE_KEYS if k in spec_solver}
-    for key, value in (("tol", args.tol), ("rtol", args.rtol), ("max_iter", args.max_iter)):
-        if value is not None:
-            base[key] = value
-    options = SolveOptions(**base, trace=bool(args.trace))
+    section = SolverSection.of(spec)
+    names = solver_names(args.solvers, section)
+    per_solver = solver_option_table(names, section, args.opt)
+    options = section.solve_options(
+        SolveOptions(trace=bool(args.trace)), tol=args.tol, rtol=args.rtol, max_iter=args.max_iter
+    )
 
     import torch
 

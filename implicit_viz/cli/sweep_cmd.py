@@ -20,6 +20,7 @@ from implicit_viz.cli.common import (
     tolerance,
 )
 from implicit_viz.cli.solve_cmd import solver_option_table
+from implicit_viz.core.solver_settings import SolverSection
 from implicit_viz.core.spec import MAX_ITER_LIMIT
 
 
@@ -92,7 +93,7 @@ def build_request(args: argparse.Namespace):
     check_device(args.device)
     spec = load_spec_with_overrides(args.spec, args.assignments)
     solver = args.solver or "fixed_point"
-    per_solver = solver_option_table([solver], dict(spec.solver), args.opt)[solver]
+    per_solver = solver_option_table([solver], SolverSection.of(spec), args.opt)[solver]
     overrides: dict[str, Any] = {"tol": args.tol, "max_iter": args.max_iter}
     if args.no_lyapunov:
         overrides["lyapunov_steps"] = 0

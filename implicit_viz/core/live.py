@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from implicit_viz.core.limits import MAX_TOL
+from implicit_viz.core.solver_settings import SolverSettings
 from implicit_viz.core.status import Status
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from implicit_viz.core.result import SolveResult
     from implicit_viz.core.spec import Spec
 
-#: Solver names in the order the app lists them (the registry's order).
-SOLVER_NAMES = ("fixed_point", "damped", "anderson", "newton", "broyden")
 #: Points of the map's curve in a cobweb diagram.
 COBWEB_POINTS = 400
 #: Newton and Broyden hold a D x D matrix per step: left out of a live solve above this dim
@@ -36,97 +34,6 @@ COBWEB_POINTS = 400
 MAX_MATRIX_DIM = 4096
 #: A live solve records every iterate of every solver; refused above this many bytes.
 MAX_LIVE_TRACE_BYTES = 512 * 1024**2
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """What the solver panel sets: which solvers run and their options.
-
-    Attributes
-    ----------
-    solvers : tuple of str
-        Registry names, in the order they run.
-    tol : float
-        Absolute tolerance on ``||f(z) - z||_2``.
-    max_iter : int
-        Step budget per solver.
-    beta : float
-        Damping of the ``damped`` solver, in (0, 1].
-    anderson_m : int
-        Anderson memory (past iterates mixed).
-    device, dtype : str
-        Where and in what precision (``"cpu"``, ``"cuda"``; ``"float64"``, ``"float32"``).
-    """
-
-    solvers: tuple[str, ...] = ("fixed_point", "anderson", "newton")
-    tol: float = 1e-6
-    max_iter: int = 200
-    beta: float = 0.5
-    anderson_m: int = 5
-    device: str = "cpu"
-    dtype: str = "float64"
-
-    def solver_options(self) -> dict[str, dict[str, Any]]:
-        """Per-solver options for :func:`implicit_viz.core.driver.compare`."""
-        return {"damped": {"beta": self.beta}, "anderson": {"m": self.anderson_m}}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "solvers": list(self.solvers),
-            "tol": self.tol,
-            "max_iter": self.max_iter,
-            "beta": self.beta,
-            "anderson_m": self.anderson_m,
-            "device": self.device,
-            "dtype": self.dtype,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SolverSettings:
-        """Inverse of :meth:`to_dict`; unknown keys are ignored, missing keys take defaults.
-
-        Raises ``ValueError`` naming the field when a value has the wrong type or range.
-        """
-        d = cls()
-
-        def get(key: str, conv: Callable[[Any], Any]) -> Any:
-            try:
-                return conv(data.get(key, getattr(d, key)))
-            except (TypeError, ValueError):
-                raise ValueError(f"solver settings: bad {key} {data.get(key)!r}") from None
-
-        solvers = data.get("solvers", d.solvers)
-        if isinstance(solvers, str) or not isinstance(solvers, (list, tuple)):
-            raise ValueError(f"solver settings: solvers must be a list of names, got {solvers!r}")
-        out = cls(
-            solvers=tuple(str(s) for s in solvers),
-            tol=get("tol", float),
-            max_iter=get("max_iter", int),
-            beta=get("beta", float),
-            anderson_m=get("anderson_m", int),
-            device=get("device", str),
-            dtype=get("dtype", str),
-        )
-        out.check()
-        return out
-
-    def check(self) -> None:
-        """Raise ``ValueError`` naming the first setting out of range."""
-        bad = [s for s in self.solvers if s not in SOLVER_NAMES]
-        if bad:
-            raise ValueError(
-                f"unknown solver(s) {', '.join(bad)}; known: {', '.join(SOLVER_NAMES)}"
-            )
-        if not 0 < self.tol <= MAX_TOL:
-            raise ValueError(f"tol must lie in (0, {MAX_TOL:g}], got {self.tol:g}")
-        if not 1 <= self.max_iter <= 100_000:
-            raise ValueError(f"max_iter must lie in 1..100000, got {self.max_iter}")
-        if not 0 < self.beta <= 1:
-            raise ValueError(f"damping beta must lie in (0, 1], got {self.beta}")
-        if not 1 <= self.anderson_m <= 50:
-            raise ValueError(f"Anderson memory must lie in 1..50, got {self.anderson_m}")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be float64 or float32, got {self.dtype}")
 
 
 @dataclass(frozen=True)
@@ -228,15 +135,6 @@ class LiveSnapshot:
         )
 
 
-def solver_label(name: str, settings: SolverSettings) -> str:
-    """``"damped (beta=0.5)"``, ``"anderson (m=5)"``, or the bare name."""
-    if name == "damped":
-        return f"damped (β={settings.beta:g})"
-    if name == "anderson":
-        return f"anderson (m={settings.anderson_m})"
-    return name
-
-
 def outcome_message(status: Status, iterations: int, period: int, lyapunov: float) -> str:
     """The outcome in words, e.g. ``"converged in 9 steps"``, ``"periodic, period 2"``."""
     if status == Status.CONVERGED:
@@ -293,6 +191,7 @@ def run_live(
     """
     from implicit_viz.core.driver import compare
     from implicit_viz.core.result import SolveOptions
+    from implicit_viz.core.solver_settings import SolverSection
 
     t0 = time.perf_counter()
     settings = request.settings
@@ -307,11 +206,15 @@ def run_live(
     if values:
         fmap = fmap.with_values(**values)
 
-    base = {
-        k: spec.solver[k] for k in ("div_bound", "period_tol", "max_period") if k in spec.solver
-    }
+    # the panel sets tol and max_iter; the spec's other stopping rules hold (not rtol: a
+    # live solve's residual curve is against the absolute tol line)
+    rules = SolverSection.of(spec).stopping
     options = SolveOptions(
-        **base, tol=settings.tol, max_iter=settings.max_iter, trace=True, diagnostics=True
+        **{k: rules[k] for k in ("div_bound", "period_tol", "max_period") if k in rules},
+        tol=settings.tol,
+        max_iter=settings.max_iter,
+        trace=True,
+        diagnostics=True,
     )
     results = compare(
         fmap,
@@ -344,7 +247,8 @@ def run_live(
 
 
 def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tuple[str, ...]]:
-    """Leave out Newton and Broyden (a D x D matrix per step) where their state would exceed
+    """Leave out solvers with a D x D matrix per step (``Solver.dense_matrix``: Newton,
+    Broyden) where their state would exceed
     the memory budget of :func:`~implicit_viz.core.limits.check_memory`, or above
     :data:`MAX_MATRIX_DIM` (steps there take minutes), with a note saying why; raise when no
     solver is left."""
@@ -352,12 +256,11 @@ def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tu
 
     from implicit_viz.core.errors import LimitError, SolverError
     from implicit_viz.core.limits import check_memory, format_bytes
-    from implicit_viz.core.solvers import get_solver, solver_class
+    from implicit_viz.core.solvers import available_solvers, solver_class
 
     big = []
-    options = settings.solver_options()
     for name in (n for n in settings.solvers if solver_class(n).dense_matrix):
-        need = get_solver(name, **options.get(name, {})).state_bytes(1, dim, settings.dtype)
+        need = settings.build(name).state_bytes(1, dim, settings.dtype)
         try:
             check_memory(name, need)
         except LimitError:
@@ -375,7 +278,8 @@ def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tu
     )
     rest = tuple(n for n in settings.solvers if n not in names)
     if not rest:
-        raise SolverError(f"{why}: tick fixed_point, damped or anderson")
+        light = [n for n in available_solvers() if not solver_class(n).dense_matrix]
+        raise SolverError(f"{why}: tick {', '.join(light[:-1])} or {light[-1]}")
     return replace(settings, solvers=rest), (why,)
 
 
@@ -408,7 +312,7 @@ def _trace(r: SolveResult, settings: SolverSettings) -> SolverTrace:
     cycle = r.cycle[0, :period].detach().cpu().double().numpy() if st == Status.PERIODIC else None
     return SolverTrace(
         solver=r.solver,
-        label=solver_label(r.solver, settings),
+        label=settings.label(r.solver),
         status=st.label,
         status_code=int(st),
         message=outcome_message(st, n, period, lyap),

@@ -32,6 +32,7 @@ from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.driver import resolve_solver, solve
 from implicit_viz.core.errors import SolverError, SpecError, SweepError
 from implicit_viz.core.result import SolveOptions
+from implicit_viz.core.solver_settings import FLOAT32_MIN_TOL  # noqa: F401  (re-exported)
 from implicit_viz.core.spec import Spec, Target, parse_target
 from implicit_viz.core.status import Status, status_descriptions, status_names
 
@@ -60,22 +61,15 @@ SWEEP_OPTIONS = SolveOptions(
     lyapunov_steps=64,
 )
 
-#: float32 cannot resolve residuals much below this; a spec's tighter tol is raised to it
-#: in float32 sweeps (an explicit tol override is kept as given).
-FLOAT32_MIN_TOL = 1e-6
-
-
 def sweep_options(spec: Spec, dtype: str = "float32", **overrides: Any) -> SolveOptions:
     """:data:`SWEEP_OPTIONS` with the spec's ``[solver]`` stopping rules and ``overrides``.
 
-    In float32 the spec's ``tol`` is raised to at least :data:`FLOAT32_MIN_TOL`.
+    In float32 the spec's ``tol`` is raised to at least
+    :data:`~implicit_viz.core.solver_settings.FLOAT32_MIN_TOL`.
     """
-    keys = ("tol", "rtol", "max_iter", "div_bound", "period_tol", "max_period")
-    base = {k: spec.solver[k] for k in keys if k in spec.solver}
-    if dtype == "float32" and "tol" in base:
-        base["tol"] = max(float(base["tol"]), FLOAT32_MIN_TOL)
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    opts = replace(SWEEP_OPTIONS, **base)
+    from implicit_viz.core.solver_settings import SolverSection
+
+    opts = SolverSection.of(spec).solve_options(SWEEP_OPTIONS, dtype, **overrides)
     # sparse cycle tests must span the ring of max_period + 2 iterates (see the driver)
     return replace(opts, period_every=max(opts.period_every, opts.max_period + 2))
 

@@ -293,18 +293,10 @@ class MainWindow(QMainWindow):
         self.request_solve()
 
     def _apply_spec_solver(self, solver: dict[str, Any]) -> None:
-        cur = self.solvers.settings()
-        names = tuple(n for n in solver.get("solvers", ()) if isinstance(n, str))
-        new = SolverSettings(
-            solvers=names or cur.solvers,
-            tol=float(solver.get("tol", SolverSettings.tol)),
-            max_iter=int(solver.get("max_iter", SolverSettings.max_iter)),
-            beta=float(solver.get("damped", {}).get("beta", cur.beta)),
-            anderson_m=int(solver.get("anderson", {}).get("m", cur.anderson_m)),
-            device=cur.device,
-            dtype=cur.dtype,
-        )
+        from implicit_viz.core.solver_settings import SolverSection
+
         try:
+            new = SolverSettings.from_spec(SolverSection.of(solver), self.solvers.settings())
             new.check()
         except ValueError as exc:
             self.report_error(f"the spec's [solver] section: {exc}", dialog=False)

@@ -194,8 +194,8 @@ def _seeds(value: Any) -> dict[str, int]:
 _SOLVER_TYPES: dict[str, tuple[str, Any]] = {
     "tol": ("a number", (int, float)),
     "max_iter": ("an integer", int),
-    "beta": ("a number", (int, float)),
-    "anderson_m": ("an integer", int),
+    "beta": ("a number", (int, float)),  # version 1: damped.beta
+    "anderson_m": ("an integer", int),  # version 1: anderson.m
     "device": ("a string", str),
     "dtype": ("a string", str),
 }
@@ -212,6 +212,10 @@ def _solver(value: Any) -> SolverSettings:
         not isinstance(solvers, list) or not all(isinstance(s, str) for s in solvers)
     ):
         raise SessionError(f"solver.solvers must be a list of names, got {solvers!r:.60}")
+    for name, table in _mapping(data.get("options", {}), "solver.options").items():
+        for key, v in _mapping(table, f"solver.options.{name}").items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise SessionError(f"solver.options.{name}.{key} must be a number, got {v!r:.40}")
     try:
         return SolverSettings.from_dict(data)
     except (ValueError, OverflowError) as exc:

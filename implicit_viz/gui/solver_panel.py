@@ -1,5 +1,10 @@
-"""The solver panel: which solvers run (several, to compare), tol, max_iter, damping, Anderson
-memory, device and dtype. It produces a :class:`~implicit_viz.core.live.SolverSettings`."""
+"""The solver panel: which solvers run (several, to compare), tol, max_iter, each solver's
+options, device and dtype. It produces a :class:`~implicit_viz.core.live.SolverSettings`.
+
+Built from the solver registry: one check box per registered solver, and under it one control
+per option the solver declares (:meth:`~implicit_viz.core.solvers.base.Solver.option_specs`),
+with the option's range, default and help. A newly registered solver shows up here unchanged.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,37 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGridLayout,
     QLineEdit,
     QSpinBox,
     QWidget,
 )
 
 from implicit_viz.core.limits import MAX_TOL
-from implicit_viz.core.live import SOLVER_NAMES, SolverSettings
+from implicit_viz.core.live import SolverSettings
+from implicit_viz.core.solver_settings import MAX_LIVE_ITER
+from implicit_viz.core.solvers import available_solvers, solver_class
+from implicit_viz.core.solvers.options import OptionSpec
 
-_TIPS = {
-    "fixed_point": "naive iteration z <- f(z)",
-    "damped": "damped iteration z <- (1 - beta) z + beta f(z)",
-    "anderson": "Anderson acceleration: mixes the last m iterates",
-    "newton": "Newton's method on g(z) = z - f(z), Jacobian by autograd",
-    "broyden": "Broyden's quasi-Newton method (rank-one Jacobian updates)",
-}
+
+def option_control(spec: OptionSpec) -> QSpinBox | QDoubleSpinBox:
+    """A spin box for one solver option: its range (an open end is approached by one step, or
+    by 0.01 for floats), its default, its help as tooltip."""
+    if spec.kind is int:
+        box: QSpinBox | QDoubleSpinBox = QSpinBox()
+        lo = int(spec.ui_min) + (1 if spec.low_open else 0)
+        hi = int(spec.ui_max) - (1 if spec.high_open and spec.high is not None else 0)
+        box.setRange(max(lo, -(2**31) + 1), min(hi, 2**31 - 1))
+    else:
+        box = QDoubleSpinBox()
+        box.setDecimals(6 if spec.default and abs(spec.default) < 1e-2 else 3)
+        eps = 10.0 ** -box.decimals()
+        lo = spec.ui_min + (eps if spec.low_open else 0.0)
+        hi = spec.ui_max - (eps if spec.high_open and spec.high is not None else 0.0)
+        box.setRange(lo, hi)
+        box.setSingleStep(0.05 if hi - lo <= 10 else 1.0)
+    box.setValue(spec.default)
+    box.setToolTip(f"{spec.help} (range {spec.range_text()}, default {spec.default:g})")
+    return box
 
 
 class SolverPanel(QWidget):
@@ -37,16 +57,26 @@ class SolverPanel(QWidget):
     def __init__(self, devices: list[str] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         form = QFormLayout(self)
-        grid = QGridLayout()
+        self._names = tuple(available_solvers())
         self._checks: dict[str, QCheckBox] = {}
-        for i, name in enumerate(SOLVER_NAMES):
+        #: (solver, option) -> its control
+        self._options: dict[tuple[str, str], QSpinBox | QDoubleSpinBox] = {}
+        self._specs: dict[tuple[str, str], OptionSpec] = {}
+        for name in self._names:
+            cls = solver_class(name)
             cb = QCheckBox(name)
             cb.setObjectName(f"solver_{name}")
-            cb.setToolTip(_TIPS[name])
+            cb.setToolTip(cls.summary or cls.label or name)
             cb.toggled.connect(self._on_toggle)
-            grid.addWidget(cb, i // 2, i % 2)
+            form.addRow(cb)
             self._checks[name] = cb
-        form.addRow("Solvers", grid)
+            for spec in cls.option_specs():
+                box = option_control(spec)
+                box.setObjectName(f"option_{name}_{spec.name}")
+                box.valueChanged.connect(self._emit)
+                form.addRow(f"    {spec.label or spec.name}", box)
+                self._options[(name, spec.name)] = box
+                self._specs[(name, spec.name)] = spec
 
         self.tol = QLineEdit()
         self.tol.setToolTip("absolute tolerance on ||f(z) - z||, e.g. 1e-6")
@@ -54,21 +84,9 @@ class SolverPanel(QWidget):
         form.addRow("tol", self.tol)
 
         self.max_iter = QSpinBox()
-        self.max_iter.setRange(1, 100_000)
+        self.max_iter.setRange(1, MAX_LIVE_ITER)
         self.max_iter.setToolTip("step budget per solver")
         form.addRow("max_iter", self.max_iter)
-
-        self.beta = QDoubleSpinBox()
-        self.beta.setRange(0.01, 1.0)
-        self.beta.setSingleStep(0.05)
-        self.beta.setDecimals(3)
-        self.beta.setToolTip("damping of the damped solver, in (0, 1]")
-        form.addRow("damping β", self.beta)
-
-        self.anderson_m = QSpinBox()
-        self.anderson_m.setRange(1, 50)
-        self.anderson_m.setToolTip("Anderson memory: how many past iterates are mixed")
-        form.addRow("Anderson m", self.anderson_m)
 
         self.device = QComboBox()
         self.device.addItems(devices or ["cpu"])
@@ -79,21 +97,24 @@ class SolverPanel(QWidget):
 
         self._tol_value = SolverSettings().tol
         self.set_settings(SolverSettings())
-        for w in (self.max_iter, self.anderson_m):
-            w.valueChanged.connect(self._emit)
-        self.beta.valueChanged.connect(self._emit)
+        self.max_iter.valueChanged.connect(self._emit)
         self.device.currentIndexChanged.connect(self._emit)
         self.dtype.currentIndexChanged.connect(self._emit)
         self._updating = False
 
     # state -----------------------------------------------------------------------------------
     def settings(self) -> SolverSettings:
+        options: dict[str, dict[str, float | int]] = {}
+        for (name, opt), box in self._options.items():
+            spec = self._specs[(name, opt)]
+            value = int(box.value()) if spec.kind is int else float(box.value())
+            if value != spec.default:
+                options.setdefault(name, {})[opt] = value
         return SolverSettings(
-            solvers=tuple(n for n in SOLVER_NAMES if self._checks[n].isChecked()),
+            solvers=tuple(n for n in self._names if self._checks[n].isChecked()),
             tol=self._tol_value,
             max_iter=int(self.max_iter.value()),
-            beta=float(self.beta.value()),
-            anderson_m=int(self.anderson_m.value()),
+            options=options,
             device=self.device.currentText(),
             dtype=self.dtype.currentText(),
         )
@@ -102,15 +123,15 @@ class SolverPanel(QWidget):
         """Show ``s`` (unknown devices fall back to the first one); emits ``changed`` once."""
         self._updating = True
         try:
-            wanted = set(s.solvers) or {SOLVER_NAMES[0]}
+            wanted = set(s.solvers) or {self._names[0]}
             for name, cb in self._checks.items():
                 cb.setChecked(name in wanted)
             self._tol_value = s.tol
             self.tol.setText(f"{s.tol:g}")
             self.tol.setStyleSheet("")
             self.max_iter.setValue(s.max_iter)
-            self.beta.setValue(s.beta)
-            self.anderson_m.setValue(s.anderson_m)
+            for (name, opt), box in self._options.items():
+                box.setValue(s.option(name, opt))
             i = self.device.findText(s.device)
             self.device.setCurrentIndex(max(i, 0))
             self.dtype.setCurrentIndex(max(self.dtype.findText(s.dtype), 0))
@@ -120,6 +141,10 @@ class SolverPanel(QWidget):
 
     def check(self, name: str) -> QCheckBox:
         return self._checks[name]
+
+    def option_box(self, solver: str, option: str) -> QSpinBox | QDoubleSpinBox:
+        """The control of ``solver``'s ``option``."""
+        return self._options[(solver, option)]
 
     # slots -----------------------------------------------------------------------------------
     def _emit(self, *_args) -> None:

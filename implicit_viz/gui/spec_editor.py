@@ -64,17 +64,6 @@ def check_spec_text(text: str) -> Spec:
     return spec
 
 
-#: The spec's ``[solver]`` keys the app's solver panel takes, with the
-#: :class:`~implicit_viz.core.live.SolverSettings` attribute each sets.
-_PANEL_KEYS = {
-    "solvers": "solvers",
-    "tol": "tol",
-    "max_iter": "max_iter",
-    "damped.beta": "beta",
-    "anderson.m": "anderson_m",
-}
-
-
 def check_solver_section(solver: Mapping[str, Any]) -> None:
     """Check a spec's ``[solver]`` section as the app applies it; raises :class:`SpecError`
     naming the field (``solver.solvers``, ``solver.max_iter``, ``solver.anderson.m``, ...).
@@ -83,25 +72,15 @@ def check_solver_section(solver: Mapping[str, Any]) -> None:
     each ``[solver.NAME]`` table must build that solver (its option names and values), and what
     the solver panel shows must lie in the panel's ranges (:meth:`SolverSettings.check`).
     """
-    from implicit_viz.core.live import SolverSettings
-    from implicit_viz.core.solvers import check_spec_solver_section
+    from implicit_viz.core.solver_settings import SettingsError, SolverSection, SolverSettings
 
-    check_spec_solver_section(solver)
-    for key, attr in _PANEL_KEYS.items():
-        if key == "solvers":
-            continue
-        table, _, option = key.rpartition(".")
-        section = solver.get(table, {}) if table else solver
-        if not isinstance(section, Mapping) or option not in section:
-            continue
-        try:
-            value = section[option]
-            value = int(value) if attr in ("max_iter", "anderson_m") else float(value)
-            SolverSettings(**{attr: value}).check()
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise SpecError(
-                f"{exc} (the range of the app's solver panel)", field=f"solver.{key}"
-            ) from None
+    section = SolverSection.of(solver)
+    try:
+        SolverSettings.from_spec(section, SolverSettings()).check()
+    except SettingsError as exc:
+        raise SpecError(
+            f"{exc} (the range of the app's solver panel)", field=f"solver.{exc.field}"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------

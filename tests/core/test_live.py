@@ -91,7 +91,7 @@ def test_values_outside_their_range_are_refused_with_the_param_named():
     [
         (SolverSettings(solvers=("nope",)), "unknown solver"),
         (SolverSettings(tol=0.0), "tol"),
-        (SolverSettings(beta=1.5), "beta"),
+        (SolverSettings(options={"damped": {"beta": 2.5}}), "beta"),
         (SolverSettings(max_iter=0), "max_iter"),
         (SolverSettings(dtype="int8"), "dtype"),
     ],
@@ -102,14 +102,20 @@ def test_bad_settings_name_the_setting(settings, word):
 
 
 def test_settings_round_trip_and_bad_dict():
-    s = SolverSettings(solvers=("damped", "broyden"), tol=1e-9, beta=0.3, anderson_m=3)
+    s = SolverSettings(
+        solvers=("damped", "broyden"),
+        tol=1e-9,
+        options={"damped": {"beta": 0.3}, "anderson": {"m": 3}},
+    )
     assert SolverSettings.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError, match="max_iter"):
         SolverSettings.from_dict({"max_iter": "many"})
 
 
 def test_damping_and_memory_reach_the_solvers():
-    settings = SolverSettings(solvers=("damped", "anderson"), beta=0.25, anderson_m=2)
+    settings = SolverSettings(
+        solvers=("damped", "anderson"), options={"damped": {"beta": 0.25}, "anderson": {"m": 2}}
+    )
     snap = run_live(LiveRequest(spec=load_spec("tanh_layer"), settings=settings))
     damped, anderson = snap.results
     assert damped.solver_options["beta"] == 0.25

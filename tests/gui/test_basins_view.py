@@ -128,7 +128,11 @@ def test_view_fills_axes_from_spec(view):
 def test_build_request_uses_context(view):
     spec = load_spec("tanh_layer")
     settings = SolverSettings(
-        solvers=("anderson", "newton"), tol=1e-9, max_iter=77, anderson_m=3, dtype="float64"
+        solvers=("anderson", "newton"),
+        tol=1e-9,
+        max_iter=77,
+        options={"anderson": {"m": 3}},
+        dtype="float64",
     )
     view.set_context(spec, {"a": 1.7}, {}, settings, overrides={"x[1]": 0.25})
     view.set_axes("z0[0]", "z0[1]")

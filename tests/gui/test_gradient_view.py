@@ -94,7 +94,7 @@ def test_forward_solver_takes_first_unrollable_with_its_options():
     assert forward_solver(SolverSettings()) == ("fixed_point", {})
     assert forward_solver(SolverSettings(solvers=("anderson", "newton"))) == ("newton", {})
     assert forward_solver(SolverSettings(solvers=("anderson",))) == ("fixed_point", {})
-    damped = SolverSettings(solvers=("anderson", "damped"), beta=0.7)
+    damped = SolverSettings(solvers=("anderson", "damped"), options={"damped": {"beta": 0.7}})
     assert forward_solver(damped) == ("damped", {"beta": 0.7})
 
 
@@ -106,7 +106,9 @@ def test_plotted_errors_floor_and_gaps():
 
 def test_build_request_carries_context_and_controls(view):
     spec = load_spec("deq_cell")
-    settings = SolverSettings(solvers=("anderson", "damped"), beta=0.6, dtype="float32")
+    settings = SolverSettings(
+        solvers=("anderson", "damped"), options={"damped": {"beta": 0.6}}, dtype="float32"
+    )
     view.set_context(spec, {"s": 0.7}, {"W": 5}, settings)
     names = [
         view.wrt_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(view.wrt_list.count())

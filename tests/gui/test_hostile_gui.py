@@ -456,7 +456,7 @@ def test_bad_solver_section_stays_shown_and_changes_nothing(qtbot, window, name)
     with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
         window.editor.check_now()
     assert window.solvers.settings().solvers == ("anderson",)
-    assert window.solvers.settings().anderson_m == 7
+    assert window.solvers.settings().option("anderson", "m") == 7
 
 
 def test_session_whose_spec_does_not_parse_applies_nothing_to_the_last_spec(

@@ -207,7 +207,12 @@ def test_session_round_trip(qtbot, window, tmp_path):
     load(qtbot, window, "deq_cell")
     with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
         window.solvers.set_settings(
-            SolverSettings(solvers=("damped", "broyden"), tol=1e-7, max_iter=150, beta=0.4)
+            SolverSettings(
+                solvers=("damped", "broyden"),
+                tol=1e-7,
+                max_iter=150,
+                options={"damped": {"beta": 0.4}},
+            )
         )
     window.params.slider("s").setValue(0.55)
     window.params.seed_box("W").setValue(5)

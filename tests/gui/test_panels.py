@@ -75,7 +75,10 @@ def test_solver_panel_round_trip(qtbot):
     sp = SolverPanel(["cpu"])
     qtbot.addWidget(sp)
     s = SolverSettings(
-        solvers=("damped", "broyden"), tol=1e-9, max_iter=321, beta=0.3, anderson_m=3
+        solvers=("damped", "broyden"),
+        tol=1e-9,
+        max_iter=321,
+        options={"damped": {"beta": 0.3}, "anderson": {"m": 3}},
     )
     with qtbot.waitSignal(sp.changed, timeout=1000):
         sp.set_settings(s)

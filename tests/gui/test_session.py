@@ -17,7 +17,9 @@ def sample() -> Session:
         spec_path="/somewhere/spec.toml",
         values={"a": 0.25, "b": -3.0},
         seeds={"W": 7},
-        solver=SolverSettings(solvers=("damped", "newton"), tol=1e-9, max_iter=77, beta=0.3),
+        solver=SolverSettings(
+            solvers=("damped", "newton"), tol=1e-9, max_iter=77, options={"damped": {"beta": 0.3}}
+        ),
         view={"phase_components": [1, 0], "trajectory_tab": 1},
     )
 
