@@ -61,6 +61,7 @@ SWEEP_OPTIONS = SolveOptions(
     lyapunov_steps=64,
 )
 
+
 def sweep_options(spec: Spec, dtype: str = "float32", **overrides: Any) -> SolveOptions:
     """:data:`SWEEP_OPTIONS` with the spec's ``[solver]`` stopping rules and ``overrides``.
 
