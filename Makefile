@@ -26,6 +26,7 @@ bench: setup-test
 	$(VENV)/bin/python benchmarks/bench_sweep.py $(ARGS)
 	$(VENV)/bin/python benchmarks/bench_grad.py $(ARGS)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python benchmarks/bench_app.py $(ARGS)
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python benchmarks/bench_redraw.py $(ARGS)
 
 setup:
 	@scripts/bootstrap.sh app

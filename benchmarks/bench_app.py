@@ -168,6 +168,9 @@ def main() -> int:
     args = ap.parse_args()
     reps = args.reps or (10 if args.quick else 40)
 
+    from implicit_viz.gui._refcount_guard import guard_singletons
+
+    guard_singletons()  # before any Qt call (see the module)
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

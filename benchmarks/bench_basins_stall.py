@@ -30,7 +30,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 from common import gui_environment, json_default
 
-import implicit_viz.gui  # noqa: F401  (the PySide6 refcount guard, before any Qt call)
+from implicit_viz.gui._refcount_guard import guard_singletons
+from implicit_viz.gui.state import Problem
+
+guard_singletons()  # before any Qt call (see the module)
 
 TARGET_MS = 50.0
 TICK_MS = 5
@@ -53,7 +56,7 @@ def make_view(app):
     settings = SolverSettings(
         solvers=("fixed_point",), tol=1e-6, max_iter=200, device="cpu", dtype="float32"
     )
-    view.set_context(spec, {}, {}, settings)
+    view.set_problem(Problem(spec, settings=settings))
     view.set_axes("a", "x[0]", x_range=(0.0, 3.0), y_range=(-2.0, 2.0))
     view.resolution.setValue(RESOLUTION)
     app.processEvents()

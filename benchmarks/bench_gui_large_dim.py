@@ -28,7 +28,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 from common import gui_environment, json_default
 
-import implicit_viz.gui  # noqa: F401  (the PySide6 refcount guard, before any Qt call)
+from implicit_viz.gui._refcount_guard import guard_singletons
+
+guard_singletons()  # before any Qt call (see the module)
 
 TARGET_S = 2.0
 TICK_MS = 5

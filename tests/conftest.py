@@ -1,4 +1,9 @@
-"""Shared fixtures. Qt (if any test needs it) runs offscreen; Hypothesis has no deadline."""
+"""Shared fixtures. Qt (if any test needs it) runs offscreen; Hypothesis has no deadline.
+
+The PySide6 refcount guard (:mod:`implicit_viz.gui._refcount_guard`) starts here, before any
+test makes a Qt object: the GUI tests and the CLI's ``--png`` tests (in process) use Qt, and
+importing :mod:`implicit_viz.gui` no longer starts it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 from hypothesis import settings
+
+from implicit_viz.gui._refcount_guard import guard_singletons
+
+guard_singletons()
 
 settings.register_profile("implicit_viz", deadline=None, max_examples=300)
 settings.load_profile("implicit_viz")

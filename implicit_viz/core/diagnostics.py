@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from implicit_viz.core.cost import META, count, dense_linalg_flops
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from implicit_viz.core.compiled_map import FixedPointMap
     from implicit_viz.core.result import SolveResult
     from implicit_viz.core.solvers.base import Solver
+    from implicit_viz.core.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -215,3 +217,21 @@ def known_info(result: SolveResult) -> JacobianInfo | None:
     """Jacobian summaries carried by a result with diagnostics, for reuse by another solver."""
     info = result.extra.get("jacobian_info")
     return info if isinstance(info, JacobianInfo) else None
+
+
+#: :func:`spectral_radius_at` answers at most this dim (a hover must not wait on a big Jacobian).
+MAX_POINT_DIM = 256
+
+
+def spectral_radius_at(spec: Spec, z: Any, dtype: str = "float64") -> float:
+    """``rho(df/dz)`` of ``spec`` (values as set in it) at one point ``z: (D,)``: what the live
+    table shows for a converged solve, for any point, e.g. a sweep cell's ``z*``. NaN where
+    ``z`` is not finite or ``dim`` exceeds :data:`MAX_POINT_DIM`."""
+    from implicit_viz.core.compiled_map import compile_spec
+
+    zt = torch.as_tensor(np.asarray(z, dtype=np.float64)).reshape(1, -1)
+    if spec.dim > MAX_POINT_DIM or zt.shape[1] != spec.dim or not bool(torch.isfinite(zt).all()):
+        return float("nan")
+    fmap = compile_spec(spec, dtype=dtype)
+    info = jacobian_info(fmap, zt.to(fmap.dtype))
+    return float(info.eigvals.abs().amax())

@@ -91,3 +91,10 @@ class LimitError(ValueError):
         self.message = message
         self.field = field
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class Cancelled(Exception):
+    """Long work (the gradient lab) was stopped by its caller's ``cancel`` callback."""
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)

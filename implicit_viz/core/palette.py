@@ -2,14 +2,20 @@
 
 Each basin has its own hue, shaded by iterations (darker = more steps); diverged, max_iter,
 chaotic and not-yet-solved cells have colours of their own, periodic cells a warm colour per
-period. :func:`legend` lists what appears in a picture.
+period. :func:`legend` lists what appears in a picture. :func:`sweep_picture` colours a
+(partial) result the way the app draws it, :func:`shade_strip` shows the shading by iterations.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from implicit_viz.core.status import Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from implicit_viz.core.sweep import SweepResult
 
 RGB = tuple[int, int, int]
 
@@ -164,3 +170,62 @@ def _unique_where(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         for i in range(0, v.size, _CHUNK_CELLS)
     ]
     return np.unique(np.concatenate(parts)) if parts else v[:0]
+
+
+def sweep_picture(result: SweepResult) -> np.ndarray:
+    """Cell colours ``(ny, nx, 3)`` uint8 of a result, as :func:`cell_colors` gives them.
+
+    While a sweep runs, unsolved cells borrow the colour of their preview cell
+    (:meth:`SweepResult.filled`); a finished or cancelled result is drawn as it is, unsolved
+    cells in the ``not_run`` grey. The app calls it on the sweep's worker thread.
+    """
+    running = not (result.cancelled or result.complete)
+
+    def arr(name: str) -> np.ndarray:
+        return result.filled(name) if running else getattr(result, name)
+
+    return unique_cell_colors(
+        arr("status"),
+        arr("iterations"),
+        arr("basin"),
+        arr("period"),
+        result.request.options.max_iter,
+    )
+
+
+def unique_cell_colors(
+    status: np.ndarray,
+    iterations: np.ndarray,
+    basin: np.ndarray,
+    period: np.ndarray,
+    max_iter: int,
+) -> np.ndarray:
+    """Exactly :func:`cell_colors`, computed once per distinct cell state.
+
+    A cell's colour depends only on its status, and on its basin and iterations (converged) or
+    its period (periodic); a grid has a few hundred such states. Colouring those and spreading
+    them with one ``np.unique`` keeps the work in NumPy: a cell-by-cell colouring of a 512 x 512
+    grid is a 60 ms Python loop, which (on the worker thread) starves the GUI thread of the GIL.
+    """
+    st = status.astype(np.int64)
+    conv = st == int(Status.CONVERGED)
+    per = st == int(Status.PERIODIC)
+    it = np.where(conv, iterations, 0).astype(np.int64) & 0xFFFFFFFF
+    b = np.where(conv, basin.astype(np.int64) + 1, 0) & 0xFFFFFFF
+    p = np.where(per, period, 0).astype(np.int64) & 0xFFFF
+    key = (st << 60) | (b << 32) | it | p
+    _, first, inverse = np.unique(key.ravel(), return_index=True, return_inverse=True)
+    flat = [a.reshape(1, -1)[:, first] for a in (status, iterations, basin, period)]
+    colors = cell_colors(*flat, max_iter)[0]  # (K, 3)
+    return colors[inverse.reshape(status.shape)]
+
+
+def shade_strip(max_iter: int, basin: int = 0, n: int = 96) -> np.ndarray:
+    """``(1, n, 3)`` colours of converged cells of ``basin`` (-1: basins not resolved) from 1 to
+    ``max_iter`` iterations, log-spaced: the key to the shading of a picture."""
+    its = np.unique(np.rint(np.geomspace(1, max(max_iter, 1), n)).astype(np.int32))
+    its = np.interp(np.linspace(0, len(its) - 1, n), np.arange(len(its)), its).astype(np.int32)
+    ones = np.ones((1, n), np.int8) * int(Status.CONVERGED)
+    return cell_colors(
+        ones, its[None, :], np.full((1, n), basin, np.int32), np.zeros((1, n), np.int16), max_iter
+    )

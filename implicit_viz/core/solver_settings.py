@@ -31,6 +31,14 @@ MAX_LIVE_ITER = 100_000
 Options = dict[str, dict[str, Any]]
 
 
+def fit_tol(tol: float, dtype: str) -> float:
+    """``tol`` raised to :data:`FLOAT32_MIN_TOL` in float32 (which cannot resolve residuals
+    below it), unchanged otherwise."""
+    if str(dtype).replace("torch.", "") == "float32":
+        return max(float(tol), FLOAT32_MIN_TOL)
+    return float(tol)
+
+
 class SettingsError(ValueError):
     """A solver setting out of range; ``field`` names it (``"tol"``, ``"anderson.m"``)."""
 
@@ -75,8 +83,8 @@ class SolverSection:
     def stopping_rules(self, dtype: str = "float64") -> dict[str, Any]:
         """The stopping rules, with ``tol`` raised to :data:`FLOAT32_MIN_TOL` in float32."""
         rules = dict(self.stopping)
-        if str(dtype).replace("torch.", "") == "float32" and "tol" in rules:
-            rules["tol"] = max(float(rules["tol"]), FLOAT32_MIN_TOL)
+        if "tol" in rules:
+            rules["tol"] = fit_tol(rules["tol"], dtype)
         return rules
 
     def solve_options(

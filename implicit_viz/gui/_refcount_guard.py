@@ -1,14 +1,18 @@
-"""A guard against a reference-count bug of PySide6 6.12 on CPython 3.11.
+"""A guard against a reference-count bug of PySide6/shiboken6 6.12.x on CPython 3.11.x.
 
-With PySide6/shiboken6 6.12 on CPython < 3.12, ordinary calls into Qt drop references to
-``None`` and ``True`` that they never took: a protected void method (``QSyntaxHighlighter.
-setFormat``), pyqtgraph's ``setData``, every repaint of a plot. Each call costs a few
-references; after a few hundred redraws the count reaches zero and the interpreter aborts
-(``Fatal Python error: none_dealloc``). From CPython 3.12 on these singletons are immortal
-(PEP 683), so the bug is invisible there; this module gives them the same property on 3.11 by
-raising their reference counts far beyond anything a session can leak (2**40: ~10**12 calls).
+With PySide6/shiboken6 6.12 (seen with 6.12.0) on CPython 3.11 (seen with 3.11.7), ordinary
+calls into Qt drop references to ``None`` and ``True`` that they never took: a protected void
+method (``QSyntaxHighlighter.setFormat``), pyqtgraph's ``setData``, every repaint of a plot.
+Each call costs a few references; after a few hundred redraws the count reaches zero and the
+interpreter aborts (``Fatal Python error: none_dealloc``). This module raises their reference
+counts far beyond anything a session can leak (2**40: ~10**12 calls). Singletons are never
+freed anyway, so a larger count changes nothing else.
 
-Singletons are never freed anyway, so a larger count changes nothing else.
+It is not started on import: whatever makes a ``QApplication`` calls :func:`guard_singletons`
+first (the app's entry point, :func:`implicit_viz.gui.sweep_image.ensure_gui_app`, the tests'
+``conftest.py``). It can go once the project requires CPython >= 3.12, where these singletons
+are immortal objects whose counts never change (PEP 683) and the bug is invisible; until then
+it is a no-op there.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ _SINGLETONS = (None, True, False)
 
 
 def guard_singletons() -> bool:
-    """Make ``None``, ``True`` and ``False`` effectively immortal on CPython < 3.12.
+    """Make ``None``, ``True`` and ``False`` effectively immortal on CPython < 3.12. Cheap and
+    idempotent: call it before making a ``QApplication``.
 
-    Returns True when counts were raised, False where nothing is needed or possible (CPython
-    3.12+, other interpreters, debug builds whose object header differs).
+    Returns True when counts were raised, False where nothing is needed or possible (counts
+    already high, CPython 3.12+, other interpreters, debug builds whose object header differs).
     """
     if sys.implementation.name != "cpython" or sys.version_info >= (3, 12):
         return False

@@ -83,6 +83,9 @@ def run_app(argv: Sequence[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
+    from implicit_viz.gui._refcount_guard import guard_singletons
+
+    guard_singletons()  # before any Qt object: PySide6 6.12 on CPython 3.11 loses references
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("implicit-viz")
     app.setOrganizationName("implicit-viz")

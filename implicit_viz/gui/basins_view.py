@@ -12,13 +12,16 @@ preview and then the refinement arrive as partial results and are drawn as they 
 cell describes it; clicking a cell emits its axis values (:attr:`BasinsView.cellClicked`).
 
 The widget holds no numerics: the cell colours are computed on the worker thread by
-:func:`sweep_picture`, and everything drawn is read from the :class:`SweepResult`.
+:func:`implicit_viz.core.palette.sweep_picture`, everything drawn is read from the
+:class:`SweepResult`, and the axes' targets and ranges, the cell under the pointer and the words
+come from :mod:`implicit_viz.core.sweep_axes` and :mod:`implicit_viz.core.sweep_text`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,35 +47,29 @@ from PySide6.QtWidgets import (
 
 from implicit_viz.core.errors import SpecError, SweepError
 from implicit_viz.core.export import ExportError
-from implicit_viz.core.palette import cell_colors, legend
-from implicit_viz.core.spec import Spec, TensorSpec, parse_target
+from implicit_viz.core.live import SolverSettings
+from implicit_viz.core.palette import legend, shade_strip, sweep_picture
+from implicit_viz.core.spec import Spec
 from implicit_viz.core.status import Status
-from implicit_viz.core.sweep import (
-    FLOAT32_MIN_TOL,
-    Axis,
-    SweepRequest,
-    SweepResult,
-    axis_label,
-    sweep_options,
+from implicit_viz.core.sweep import Axis, SweepRequest, SweepResult, axis_label
+from implicit_viz.core.sweep_axes import (
+    NO_AXIS,
+    axis_targets,
+    cell_assignments,
+    cell_index,
+    cell_rect,
+    default_axes,
+    default_range,
 )
+from implicit_viz.core.sweep_text import cancel_note, cell_description, status_text
 from implicit_viz.gui.colors import FOREGROUND, new_plot_widget, set_title, settle
 from implicit_viz.gui.param_panel import slider_range
+from implicit_viz.gui.state import BasinsSettings, Problem
 from implicit_viz.gui.sweep_worker import SweepWorker
 
-NO_AXIS = "(none)"
-#: Tensors with more entries than this offer no elements as axes.
-MAX_TENSOR_ENTRIES = 16
-#: Start components offered as axes.
-MAX_Z0_AXES = 8
 #: Iterates recorded per cell for the orbit diagram of a 1-D sweep.
 ORBIT_ITERATES = 64
 DEFAULT_RESOLUTION = 128
-#: Range of a start component when it is chosen as an axis.
-Z0_HALF_RANGE = 2.0
-#: Range of a tensor element: its value +- this.
-TENSOR_HALF_RANGE = 1.0
-#: Periods named in the status line before "..." .
-STATUS_PERIODS = 6
 _ERROR_STYLE = "color: #b00020;"
 #: Shown while the map belongs to a spec the window no longer holds.
 STALE_TEXT = (
@@ -82,218 +79,8 @@ _MARKER_PEN = {"color": "#000000", "width": 1.5, "style": Qt.PenStyle.DashLine}
 
 
 # --------------------------------------------------------------------------------------------
-# What to draw (pure functions, no widgets)
+# Qt pictures of the palette's colours
 # --------------------------------------------------------------------------------------------
-
-
-def _small_tensor_elements(spec: Spec) -> Iterator[tuple[TensorSpec, tuple[int, ...], str]]:
-    """``(tensor, index, target)`` for every element of a tensor small enough to sweep, the
-    target written as an axis takes it (``"W[0,1]"``)."""
-    for t in spec.tensors:
-        if t.size <= MAX_TENSOR_ENTRIES:
-            for idx in np.ndindex(*t.shape):
-                yield t, idx, f"{t.name}[{','.join(map(str, idx))}]"
-
-
-def axis_targets(spec: Spec) -> list[str]:
-    """Targets a sweep axis can take: params, ``z0[i]`` (up to 8), elements of small tensors."""
-    out = [p.name for p in spec.params]
-    out += [f"z0[{i}]" for i in range(min(spec.dim, MAX_Z0_AXES))]
-    out += [target for _, _, target in _small_tensor_elements(spec)]
-    return out
-
-
-def tensor_element_values(spec: Spec, seeds: Mapping[str, int] | None = None) -> dict[str, float]:
-    """The value of every element of a small tensor (those :func:`axis_targets` offers), keyed
-    as there (``"W[0,1]"``); drawn tensors use ``seeds`` (name -> seed) where given."""
-    from implicit_viz.core.compiled_map import materialize_tensor
-
-    if seeds:
-        spec = spec.with_overrides({f"{name}.seed": int(seed) for name, seed in seeds.items()})
-    arrays = {
-        t.name: materialize_tensor(t).numpy() for t in spec.tensors if t.size <= MAX_TENSOR_ENTRIES
-    }
-    return {target: float(arrays[t.name][idx]) for t, idx, target in _small_tensor_elements(spec)}
-
-
-def default_axes(spec: Spec) -> tuple[str, str]:
-    """A first choice of axes: the start plane for a map without tensors (basins), else the
-    first param against an element of the smallest tensor, else the first param alone."""
-    targets = axis_targets(spec)
-    small = sorted((t for t in spec.tensors if t.size <= MAX_TENSOR_ENTRIES), key=lambda t: t.size)
-    if spec.params and small:
-        return spec.params[0].name, f"{small[0].name}[{','.join('0' * len(small[0].shape))}]"
-    if spec.dim >= 2 and not spec.tensors:
-        return "z0[0]", "z0[1]"
-    if spec.params:
-        return spec.params[0].name, NO_AXIS
-    return targets[0], (targets[1] if len(targets) > 1 else NO_AXIS)
-
-
-def default_range(target: str, spec: Spec) -> tuple[float, float]:
-    """``(lo, hi)`` for a target: a param's range, +-2 for ``z0[i]``, value +-1 for a tensor
-    element. Raises :class:`SpecError` for an unknown target."""
-    t = parse_target(target, spec)
-    if t.kind == "param":
-        p = spec.param(t.name)
-        return (p.min, p.max) if p.min < p.max else (p.value - 1.0, p.value + 1.0)
-    if t.kind == "z0":
-        return -Z0_HALF_RANGE, Z0_HALF_RANGE
-    value = 0.0
-    if t.kind == "tensor" and t.index is not None:
-        tensor = spec.tensor(t.name)
-        pinned = dict(tensor.set)
-        if t.index in pinned:
-            value = float(pinned[t.index])
-        elif tensor.data is not None:
-            value = float(tensor.data[int(np.ravel_multi_index(t.index, tensor.shape))])
-    return value - TENSOR_HALF_RANGE, value + TENSOR_HALF_RANGE
-
-
-def sweep_picture(result: SweepResult) -> np.ndarray:
-    """Cell colours ``(ny, nx, 3)`` uint8 of a result, as :func:`cell_colors` gives them.
-
-    While a sweep runs, unsolved cells borrow the colour of their preview cell
-    (:meth:`SweepResult.filled`); a finished or cancelled result is drawn as it is, unsolved
-    cells in the ``not_run`` grey. Called on the worker thread.
-    """
-    running = not (result.cancelled or result.complete)
-
-    def arr(name: str) -> np.ndarray:
-        return result.filled(name) if running else getattr(result, name)
-
-    return unique_cell_colors(
-        arr("status"),
-        arr("iterations"),
-        arr("basin"),
-        arr("period"),
-        result.request.options.max_iter,
-    )
-
-
-def unique_cell_colors(
-    status: np.ndarray,
-    iterations: np.ndarray,
-    basin: np.ndarray,
-    period: np.ndarray,
-    max_iter: int,
-) -> np.ndarray:
-    """Exactly :func:`cell_colors`, computed once per distinct cell state.
-
-    A cell's colour depends only on its status, and on its basin and iterations (converged) or
-    its period (periodic); a grid has a few hundred such states. Colouring those and spreading
-    them with one ``np.unique`` keeps the work in NumPy: a cell-by-cell colouring of a 512 x 512
-    grid is a 60 ms Python loop, which (on the worker thread) starves the GUI thread of the GIL.
-    """
-    st = status.astype(np.int64)
-    conv = st == int(Status.CONVERGED)
-    per = st == int(Status.PERIODIC)
-    it = np.where(conv, iterations, 0).astype(np.int64) & 0xFFFFFFFF
-    b = np.where(conv, basin.astype(np.int64) + 1, 0) & 0xFFFFFFF
-    p = np.where(per, period, 0).astype(np.int64) & 0xFFFF
-    key = (st << 60) | (b << 32) | it | p
-    _, first, inverse = np.unique(key.ravel(), return_index=True, return_inverse=True)
-    flat = [a.reshape(1, -1)[:, first] for a in (status, iterations, basin, period)]
-    colors = cell_colors(*flat, max_iter)[0]  # (K, 3)
-    return colors[inverse.reshape(status.shape)]
-
-
-def shade_strip(max_iter: int, basin: int = 0, n: int = 96) -> np.ndarray:
-    """``(1, n, 3)`` colours of converged cells from 1 to ``max_iter`` iterations (log-spaced)."""
-    its = np.unique(np.rint(np.geomspace(1, max(max_iter, 1), n)).astype(np.int32))
-    its = np.interp(np.linspace(0, len(its) - 1, n), np.arange(len(its)), its).astype(np.int32)
-    ones = np.ones((1, n), np.int8) * int(Status.CONVERGED)
-    return cell_colors(
-        ones, its[None, :], np.full((1, n), basin, np.int32), np.zeros((1, n), np.int16), max_iter
-    )
-
-
-def _fmt_point(z: np.ndarray, limit: int = 4) -> str:
-    vals = ", ".join(f"{v:.4g}" for v in z[:limit])
-    return f"({vals}{', ...' if len(z) > limit else ''})"
-
-
-def status_text(result: SweepResult) -> str:
-    """``"512 x 512 cells, 1.8 s: 43.8 % converged, 2 fixed points, periods 5, 6"``."""
-    ny, nx = result.status.shape
-    summary = result.summary()
-    size = f"{nx} cells" if result.request.y is None else f"{nx} x {ny} cells"
-    parts = [f"{summary['outcome_fractions']['converged'] * 100:.1f} % converged"]
-    for name in ("periodic", "chaotic", "max_iter", "diverged"):
-        frac = summary["outcome_fractions"][name]
-        if frac > 0:
-            parts.append(f"{frac * 100:.1f} % {name.replace('_', ' ')}")
-    if result.basins_resolved:
-        k = summary["n_fixed_points"]
-        if k:
-            parts.append(f"{k} fixed point{'s' if k != 1 else ''}")
-    else:
-        parts.append("fixed point moves with the params")
-    periods = list(summary["period_histogram"])
-    if periods:
-        shown = ", ".join(str(p) for p in periods[:STATUS_PERIODS])
-        more = f", ... ({len(periods)} in all)" if len(periods) > STATUS_PERIODS else ""
-        parts.append(f"period{'s' if len(periods) > 1 else ''} {shown}{more}")
-    text = f"{size}, {result.elapsed_s:.1f} s: " + ", ".join(parts)
-    if result.cancelled:
-        text = f"{cancel_note(result)}; " + text
-    return text
-
-
-def cancel_note(result: SweepResult) -> str:
-    """``"cancelled: 1234 of 65536 cells solved"``."""
-    return f"cancelled: {int(result.done.sum())} of {result.status.size} cells solved"
-
-
-def cell_assignments(result: SweepResult, ix: int, iy: int) -> dict[str, float]:
-    """The axis values of cell ``(ix, iy)``: ``{x_target: x, y_target: y}``."""
-    req = result.request
-    out = {req.x.target: float(result.x_values[ix])}
-    if req.y is not None and result.y_values is not None:
-        out[req.y.target] = float(result.y_values[iy])
-    return out
-
-
-def cell_description(result: SweepResult, ix: int, iy: int) -> str:
-    """One cell in words: axis values, outcome, iterations, period, fixed point, Lyapunov."""
-    where = ", ".join(f"{k} = {v:.5g}" for k, v in cell_assignments(result, ix, iy).items())
-    code = int(result.status[iy, ix])
-    if code == int(Status.NOT_RUN):
-        return f"{where}: not solved"
-    word = Status(code).label.replace("_", " ")
-    its = int(result.iterations[iy, ix])
-    text = f"{where}: {word} after {its} step{'s' if its != 1 else ''}"
-    if code == int(Status.PERIODIC):
-        text += f", period {int(result.period[iy, ix])}"
-    if code == int(Status.CONVERGED):
-        b = int(result.basin[iy, ix])
-        if b >= 0 and b < len(result.fixed_points):
-            text += f", basin {b}: z* = {_fmt_point(result.fixed_points[b])}"
-        elif result.z is not None:
-            text += f", z* = {_fmt_point(result.z[iy, ix])}"
-    elif result.z is not None and code != int(Status.DIVERGED):
-        text += f", last z = {_fmt_point(result.z[iy, ix])}"
-    lyap = float(result.lyapunov[iy, ix])
-    if math.isfinite(lyap):
-        text += f", Lyapunov {lyap:.3g}"
-    return text
-
-
-def _cell_index(axis: Axis, value: float) -> int | None:
-    """Index of the cell whose centre is nearest ``value`` (None outside the drawn range)."""
-    if axis.n == 1:
-        return 0 if abs(value - axis.lo) <= 0.5 * max(abs(axis.hi - axis.lo), 1e-12) else None
-    step = (axis.hi - axis.lo) / (axis.n - 1)
-    i = round((value - axis.lo) / step)
-    if not -0.5 <= (value - axis.lo) / step <= axis.n - 0.5:
-        return None
-    return min(max(i, 0), axis.n - 1)
-
-
-def _cell_rect(axis: Axis) -> tuple[float, float]:
-    """``(start, width)`` of the drawn cells along an axis (cell centres on the axis values)."""
-    step = (axis.hi - axis.lo) / (axis.n - 1) if axis.n > 1 else max(axis.hi - axis.lo, 1.0)
-    return axis.lo - step / 2, axis.hi - axis.lo + step
 
 
 def _color_icon(rgb: tuple[int, int, int], size: int = 12) -> QIcon:
@@ -341,8 +128,10 @@ class BasinsView(QWidget):
     def __init__(self, parent: QWidget | None = None, *, worker: SweepWorker | None = None):
         super().__init__(parent)
         self._spec: Spec | None = None
-        self._context_spec: Spec | None = None
-        self._settings: Any = None
+        #: The window's problem (None before the first spec).
+        self._problem: Problem | None = None
+        #: rho(df/dz*) per hovered cell of the shown result: (id(result), ix, iy) -> rho.
+        self._rho_cache: dict[tuple[int, int, int], float] = {}
         self._result: SweepResult | None = None
         self._shown: SweepResult | None = None
         self._sweep_id = 0
@@ -495,7 +284,8 @@ class BasinsView(QWidget):
         stay when they still exist; another spec (a new name) starts from its own defaults."""
         old = self._spec
         self._spec = spec
-        self._context_spec = spec
+        if self._problem is None or self._problem.spec != spec:
+            self._problem = Problem(spec, settings=self._standalone_settings(spec))
         if (
             self._sweep_spec is not None
             and spec is not self._sweep_spec
@@ -539,24 +329,53 @@ class BasinsView(QWidget):
                 lo.setValue(rng[0])
                 hi.setValue(rng[1])
 
-    def set_context(
-        self,
-        spec: Spec,
-        values: Mapping[str, float],
-        seeds: Mapping[str, int],
-        settings: Any,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> None:
-        """The window's state: the base ``spec``, slider ``values``, ``seeds`` of drawn tensors,
-        other ``overrides`` (``z0[1]``, ``x[0]``) and the solver panel's
-        :class:`~implicit_viz.core.live.SolverSettings`. Raises :class:`SpecError` for a value
-        the spec does not accept."""
-        self.set_spec(spec)
-        assignments: dict[str, Any] = dict(overrides or {})
-        assignments.update(values)
-        assignments.update({f"{name}.seed": int(s) for name, s in seeds.items()})
-        self._context_spec = spec.with_overrides(assignments) if assignments else spec
-        self._settings = settings
+    def set_problem(self, problem: Problem) -> None:
+        """The window's problem (:meth:`AppState.problem`): its spec with slider values, seeds
+        and start/tensor overrides applied is the base the axes override, its solver settings
+        choose the solver. Raises :class:`SpecError` for a value the spec does not accept."""
+        self.set_spec(problem.spec)
+        problem.resolved  # noqa: B018  (raises here, for the window to show)
+        self._problem = problem
+
+    def _standalone_settings(self, spec: Spec) -> SolverSettings:
+        """Solver settings for a spec given without a window's problem: the window's last
+        ones, else fixed_point in float32 with the spec's own tol and max_iter."""
+        if self._problem is not None:
+            return self._problem.settings
+        from implicit_viz.core.solver_settings import SolverSection
+
+        base = SolverSettings(solvers=("fixed_point",), dtype="float32")
+        try:
+            from_spec = SolverSettings.from_spec(SolverSection.of(spec), base)
+            return replace(from_spec, solvers=base.solvers)
+        except ValueError:  # the spec's [solver] section is refused: the editor says why
+            return base
+
+    def settings(self) -> BasinsSettings:
+        """The tab's controls, for the model and sessions."""
+        y = self.y_combo.currentText()
+        return BasinsSettings(
+            x=self.x_combo.currentText(),
+            x_range=(self.x_lo.value(), self.x_hi.value()),
+            y="" if y == NO_AXIS else y,
+            y_range=None if y == NO_AXIS else (self.y_lo.value(), self.y_hi.value()),
+            resolution=int(self.resolution.value()),
+        )
+
+    def apply_settings(self, s: BasinsSettings) -> None:
+        """Show ``s`` where the current spec has its targets (others keep their defaults)."""
+        for combo, target, rng, lo, hi in (
+            (self.x_combo, s.x, s.x_range, self.x_lo, self.x_hi),
+            (self.y_combo, s.y or NO_AXIS, s.y_range, self.y_lo, self.y_hi),
+        ):
+            i = combo.findText(target) if target else -1
+            if i < 0:
+                continue
+            combo.setCurrentIndex(i)
+            if rng is not None:
+                lo.setValue(rng[0])
+                hi.setValue(rng[1])
+        self.resolution.setValue(s.resolution)
 
     def _on_target(self, target: str, lo: QDoubleSpinBox, hi: QDoubleSpinBox) -> None:
         enabled = target != NO_AXIS
@@ -577,8 +396,7 @@ class BasinsView(QWidget):
         (with the message to show) when it is impossible."""
         from implicit_viz.core.sweep import validate
 
-        spec = self._context_spec
-        if spec is None:
+        if self._problem is None:
             raise SweepError("no spec yet: load a spec before running a sweep")
         n = self.resolution.value()
         x = Axis(
@@ -588,29 +406,7 @@ class BasinsView(QWidget):
         y = None
         if y_text and y_text != NO_AXIS:
             y = Axis(y_text, self.y_lo.value(), self.y_hi.value(), n)
-        settings = self._settings
-        if settings is None:
-            solver, solver_opts, device, dtype = "fixed_point", {}, "cpu", "float32"
-            options = sweep_options(spec, dtype)
-        else:
-            solver = settings.solvers[0] if settings.solvers else "fixed_point"
-            solver_opts = dict(settings.solver_options().get(solver, {}))
-            device, dtype = settings.device, settings.dtype
-            tol = float(settings.tol)
-            if dtype == "float32":  # float32 cannot resolve residuals below this
-                tol = max(tol, FLOAT32_MIN_TOL)
-            options = sweep_options(spec, dtype, tol=tol, max_iter=int(settings.max_iter))
-        request = SweepRequest(
-            spec=spec,
-            x=x,
-            y=y,
-            solver=solver,
-            solver_options=solver_opts,
-            options=options,
-            device=device,
-            dtype=dtype,
-            orbit=ORBIT_ITERATES if y is None else 0,
-        )
+        request = self._problem.sweep_request(x, y, ORBIT_ITERATES if y is None else 0)
         validate(request)
         return request
 
@@ -733,7 +529,7 @@ class BasinsView(QWidget):
         """Axes, labels and range of a new sweep (the view is zoomed to the grid once)."""
         pi = self.plot.getPlotItem()
         pi.setLabel("bottom", axis_label(req.x.target, req.spec), color=FOREGROUND)
-        x0, w = _cell_rect(req.x)
+        x0, w = cell_rect(req.x)
         one_d = req.y is None
         if one_d:
             pi.setLabel("left", "z[0] (last iterates)", color=FOREGROUND)
@@ -743,7 +539,7 @@ class BasinsView(QWidget):
             pi.setXRange(x0, x0 + w, padding=0.0)
         else:
             pi.setLabel("left", axis_label(req.y.target, req.spec), color=FOREGROUND)
-            y0, h = _cell_rect(req.y)
+            y0, h = cell_rect(req.y)
             self.image_item.clear()
             pi.setRange(xRange=(x0, x0 + w), yRange=(y0, y0 + h), padding=0.0)
         self.scatter.setVisible(one_d)
@@ -755,11 +551,11 @@ class BasinsView(QWidget):
         """Draw a (partial or final) result with its precomputed colours ``rgb``."""
         req = result.request
         self._shown = result
-        x0, w = _cell_rect(req.x)
+        x0, w = cell_rect(req.x)
         if req.y is None:
             self._show_orbit(result, rgb, x0, w)
         else:
-            y0, h = _cell_rect(req.y)
+            y0, h = cell_rect(req.y)
             self.image_item.setImage(rgb, autoLevels=False)
             self.image_item.setRect(x0, y0, w, h)
         title = f"{req.spec.name}: {req.solver}, {req.dtype}, tol {req.options.tol:g}"
@@ -817,20 +613,43 @@ class BasinsView(QWidget):
         if res is None:
             return None
         req = res.request
-        ix = _cell_index(req.x, x)
+        ix = cell_index(req.x, x)
         if ix is None:
             return None
         if req.y is None:
             return ix, 0
-        iy = _cell_index(req.y, y)
+        iy = cell_index(req.y, y)
         return None if iy is None else (ix, iy)
 
     def describe_at(self, x: float, y: float) -> str:
-        """The hover text for axis values ``(x, y)`` ("" outside the grid)."""
+        """The hover text for axis values ``(x, y)`` ("" outside the grid): the cell in words
+        and, for a converged cell, ``rho(df/dz*)`` at its own ``z*`` (what the live table
+        shows after a click on it)."""
         cell = self.cell_at(x, y)
         if cell is None or self._shown is None:
             return ""
-        return cell_description(self._shown, *cell)
+        text = cell_description(self._shown, *cell)
+        rho = self.cell_spectral_radius(*cell)
+        return f"{text}, ρ(df/dz*) = {rho:.4g}" if math.isfinite(rho) else text
+
+    def cell_spectral_radius(self, ix: int, iy: int) -> float:
+        """``rho(df/dz*)`` of the shown sweep's cell ``(ix, iy)`` at its last iterate, where it
+        converged (NaN elsewhere, or where the sweep kept no iterates); cached per cell."""
+        res = self._shown
+        if res is None or res.z is None or int(res.status[iy, ix]) != int(Status.CONVERGED):
+            return math.nan
+        key = (id(res), ix, iy)
+        if key not in self._rho_cache:
+            from implicit_viz.core.diagnostics import spectral_radius_at
+
+            spec = res.request.spec.with_overrides(cell_assignments(res, ix, iy))
+            try:
+                rho = spectral_radius_at(spec, res.z[iy, ix])
+            except (ValueError, RuntimeError, OSError):  # a cell the spec refuses
+                rho = math.nan
+            self._rho_cache = {k: v for k, v in self._rho_cache.items() if k[0] == id(res)}
+            self._rho_cache[key] = rho
+        return self._rho_cache[key]
 
     def _emit_click_at(self, x: float, y: float) -> dict[str, float] | None:
         """Emit :attr:`cellClicked` for the cell at axis values ``(x, y)``; returns what was

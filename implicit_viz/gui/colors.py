@@ -2,16 +2,17 @@
 
 One colour per solver from the Okabe-Ito palette (distinguishable with the common colour-vision
 deficiencies), tints for outcome words in tables, colours for the components of ``z``, and
-:func:`new_plot_widget`, a pyqtgraph plot with a white background and dark axes.
+:func:`new_plot_widget`, a pyqtgraph plot with a white background and dark axes. Legends are
+laid out by :mod:`implicit_viz.gui.legend`.
 """
 
 from __future__ import annotations
 
-import math
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from implicit_viz.gui.legend import place_legend
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyqtgraph as pg
@@ -113,157 +114,6 @@ def new_plot_widget(x_label: str, y_label: str) -> pg.PlotWidget:
     pi.setLabel("bottom", x_label, color=FOREGROUND)
     pi.setLabel("left", y_label, color=FOREGROUND)
     return pw
-
-
-def add_legend(pw: pg.PlotWidget, columns: int = 1) -> pg.LegendItem:
-    """A legend with dark text on a translucent white box. After each new snapshot
-    (:func:`settle`) it moves to the corner where it hides the least data; once the user drags
-    it, it stays where it was put."""
-    import pyqtgraph as pg
-
-    legend = pw.getPlotItem().addLegend(
-        offset=(-10, 10),
-        labelTextColor=FOREGROUND,
-        brush=pg.mkBrush(255, 255, 255, 150),
-        pen=pg.mkPen("#BBBBBB"),
-        colCount=columns,
-    )
-    legend.auto_place = True  # type: ignore[attr-defined]
-    legend.corner = "top-right"  # type: ignore[attr-defined]
-    legend.base_columns = columns  # type: ignore[attr-defined]
-    # A weak reference: the handler must not make a reference cycle with the legend (Qt
-    # objects freed by Python's cycle collector at an arbitrary moment can deadlock Qt).
-    ref = weakref.ref(legend)
-    drag = type(legend).mouseDragEvent
-
-    def on_drag(ev) -> None:  # the user's choice wins from now on
-        item = ref()
-        if item is not None:
-            item.auto_place = False
-            drag(item, ev)
-
-    legend.mouseDragEvent = on_drag
-    # ... and the plot's size changes (a pane squeezed by a tab): placed again then too
-    plot_ref = weakref.ref(pw)
-
-    def on_resize(*_args) -> None:
-        plot = plot_ref()
-        if plot is not None:
-            place_legend(plot)
-
-    pw.getPlotItem().getViewBox().sigResized.connect(on_resize)
-    return legend
-
-
-#: Anchor (item corner, parent corner) and offset in pixels of each legend corner.
-_ANCHORS = {
-    "top-right": ((1, 0), (1, 0), (-10, 10)),
-    "top-left": ((0, 0), (0, 0), (10, 10)),
-    "bottom-right": ((1, 1), (1, 1), (-10, -10)),
-    "bottom-left": ((0, 1), (0, 1), (10, -10)),
-}
-
-
-def _plotted(pi) -> tuple[list, list]:
-    """The curves (polylines) and marker points of a plot in fractions of its visible range."""
-    import numpy as np
-    import pyqtgraph as pg
-
-    (x0, x1), (y0, y1) = pi.getViewBox().viewRange()
-    sx, sy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
-    curves, points = [], []
-    for item in pi.listDataItems():
-        if not item.isVisible():
-            continue
-        x, y = item.getData()
-        if x is None or y is None or not len(x):
-            continue
-        fx = (np.asarray(x, float) - x0) / sx
-        fy = (np.asarray(y, float) - y0) / sy
-        if isinstance(item, pg.ScatterPlotItem) or (
-            isinstance(item, pg.PlotDataItem) and item.opts.get("pen") is None
-        ):
-            points.append((fx, fy))
-        else:
-            curves.append((fx, fy))
-    for item in pi.items:
-        if isinstance(item, pg.InfiniteLine) and item.isVisible():
-            v = item.value()
-            if item.angle % 180 == 0:  # horizontal
-                curves.append((np.array([0.0, 1.0]), np.full(2, (v - y0) / sy)))
-            elif item.angle % 180 == 90:
-                curves.append((np.full(2, (v - x0) / sx), np.array([0.0, 1.0])))
-    return curves, points
-
-
-#: A legend taller than this share of its plot spreads its entries over more columns.
-_TALL_LEGEND = 0.5
-
-
-def legend_width(legend, columns: int) -> float:
-    """Width in pixels the legend's entries take laid out in ``columns`` columns (row by row,
-    as pyqtgraph fills them): per column the sample and the widest label text, plus the
-    grid's spacing. From the text itself, not the labels' boxes, which the grid stretches."""
-    gap = max(legend.layout.horizontalSpacing(), 0.0)
-    widths = [
-        (sample.boundingRect().width(), label.item.boundingRect().width())
-        for sample, label in legend.items
-    ]
-    per_column = [
-        max(s for s, _ in widths[j::columns]) + max(t for _, t in widths[j::columns])
-        for j in range(min(columns, len(widths)))
-    ]
-    return sum(per_column) + gap * (2 * len(per_column) - 1)
-
-
-def legend_columns_that_fit(legend, width: float, most: int) -> int:
-    """The most columns, up to ``most``, that lay the legend out within ``width`` pixels
-    (1 when even one column is wider)."""
-    cols = max(1, most)
-    while cols > 1 and legend_width(legend, cols) > width:
-        cols -= 1
-    return cols
-
-
-def _fit_rows(legend, view_width: float, view_height: float) -> None:
-    """The legend's own column count, or, when that would make it taller than
-    :data:`_TALL_LEGEND` of the plot (a plot squeezed by its neighbours), the fewest columns
-    that make it short enough; never more columns than the plot's width holds, so the legend
-    is never wider than its plot."""
-    n = len(legend.items)
-    base = getattr(legend, "base_columns", 1)
-    if n <= 1:
-        return
-    row_height = legend.height() / max(legend.rowCount, 1)
-    fits = legend_columns_that_fit(legend, view_width - 40, n)  # margins and the legend's box
-    want = min(base, fits)
-    while want < min(n, fits) and row_height * math.ceil(n / want) > _TALL_LEGEND * view_height:
-        want += 1
-    if want != legend.columnCount:
-        legend.setColumnCount(want)
-
-
-def place_legend(pw: pg.PlotWidget) -> str | None:
-    """Move the plot's legend (one made by :func:`add_legend`) to the corner where it hides
-    the fewest plotted samples; returns that corner, or None when it was left alone."""
-    from implicit_viz.gui.legend_place import emptiest_corner
-
-    pi = pw.getPlotItem()
-    legend = pi.legend
-    if legend is None or not getattr(legend, "auto_place", False) or not legend.isVisible():
-        return None
-    vb = pi.getViewBox()
-    w, h = vb.width(), vb.height()
-    if w <= 0 or h <= 0:
-        return None
-    _fit_rows(legend, w, h)
-    curves, points = _plotted(pi)
-    corner = emptiest_corner(curves, (legend.width() + 10) / w, (legend.height() + 10) / h, points)
-    if corner != legend.corner:
-        item_pos, parent_pos, offset = _ANCHORS[corner]
-        legend.anchor(itemPos=item_pos, parentPos=parent_pos, offset=offset)
-        legend.corner = corner
-    return corner
 
 
 def set_title(pw: pg.PlotWidget, text: str) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -50,46 +49,35 @@ from PySide6.QtWidgets import (
 
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.export import ExportError, write_grad_report
-from implicit_viz.core.gradients import METHODS, GradReport, GradRequest, MethodResult
-from implicit_viz.core.live import SolverSettings
+from implicit_viz.core.gradients import (
+    METHODS,
+    GradReport,
+    GradRequest,
+    MethodResult,
+    method_info,
+)
 from implicit_viz.core.spec import Spec
 from implicit_viz.gui.colors import (
     FOREGROUND,
-    OKABE_ITO,
-    legend_columns_that_fit,
     new_plot_widget,
     set_title,
     settle,
 )
 from implicit_viz.gui.grad_worker import GradWorker
+from implicit_viz.gui.legend import legend_columns_that_fit
 from implicit_viz.gui.residual_view import format_cell
+from implicit_viz.gui.state import K_RANGE, GradientSettings, Problem
 
-#: Forward solvers autograd can unroll (Anderson writes its history in place).
-UNROLLABLE = ("fixed_point", "damped", "newton", "broyden")
 #: Methods drawn as curves over k, and as horizontal levels.
 CURVES = ("unrolled", "implicit_fixed_point", "implicit_anderson")
 LEVELS = ("implicit_exact", "jacobian_free", "phantom")
 #: Errors at or below this are drawn here on the log axis (float64 round-off is ~1e-16).
 ERROR_FLOOR = 1e-17
-K_RANGE = (1, 200)
 K_DEFAULT = 30
 LOSS_CHOICES = ("sum", "l2")
-METHOD_LABELS: dict[str, str] = {
-    "unrolled": "unrolled backprop",
-    "implicit_exact": "implicit (exact)",
-    "implicit_fixed_point": "implicit (fixed-point)",
-    "implicit_anderson": "implicit (Anderson)",
-    "jacobian_free": "Jacobian-free",
-    "phantom": "phantom",
-}
-METHOD_COLORS: dict[str, str] = {
-    "unrolled": OKABE_ITO["blue"],
-    "implicit_exact": OKABE_ITO["black"],
-    "implicit_fixed_point": OKABE_ITO["vermillion"],
-    "implicit_anderson": OKABE_ITO["bluish_green"],
-    "jacobian_free": OKABE_ITO["orange"],
-    "phantom": OKABE_ITO["reddish_purple"],
-}
+#: Label and colour of each method, as the method registry declares them.
+METHOD_LABELS: dict[str, str] = {m: method_info(m).label for m in METHODS}
+METHOD_COLORS: dict[str, str] = {m: method_info(m).color for m in METHODS}
 #: Where along the x axis each level's label sits (apart, so labels do not overlap).
 _LABEL_AT = {"implicit_exact": 0.97, "jacobian_free": 0.62, "phantom": 0.3}
 #: (key of :func:`method_row`, column header).
@@ -113,13 +101,6 @@ _WARN_STYLE = "color: #8a5a00;"
 # ------------------------------------------------------------------------------------------------
 # What to draw (pure functions)
 # ------------------------------------------------------------------------------------------------
-
-
-def forward_solver(settings: SolverSettings) -> tuple[str, dict]:
-    """The solver to unroll: the first of ``settings.solvers`` autograd can unroll (else
-    ``fixed_point``), with its options from the settings."""
-    name = next((s for s in settings.solvers if s in UNROLLABLE), "fixed_point")
-    return name, dict(settings.solver_options().get(name, {}))
 
 
 def plotted_errors(values: np.ndarray) -> np.ndarray:
@@ -337,10 +318,8 @@ class GradientView(QWidget):
     def __init__(self, worker: GradWorker | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.worker = worker if worker is not None else GradWorker(self)
-        self._spec: Spec | None = None
-        self._values: dict[str, float] = {}
-        self._seeds: dict[str, int] = {}
-        self._settings = SolverSettings()
+        #: The window's problem (None before the first spec): the map the lab differentiates.
+        self._problem: Problem | None = None
         self._report: GradReport | None = None
         self._shown_id = 0
         #: Per submitted request id, the context (spec, values, seeds) it was built from: a
@@ -391,7 +370,7 @@ class GradientView(QWidget):
         self.solver_label = QLabel()
         self.solver_label.setToolTip(
             "the forward solver unrolled: the first of the app's solvers that autograd can "
-            "unroll (fixed_point, damped, newton, broyden)"
+            "unroll (else fixed_point)"
         )
         self.auto_check = QCheckBox("auto")
         self.auto_check.setChecked(True)  # the app only feeds it slider moves while it is shown
@@ -485,25 +464,46 @@ class GradientView(QWidget):
         layout.addWidget(self.status_label)
 
     # context and request -----------------------------------------------------------------------
-    def set_context(
-        self,
-        spec: Spec | None,
-        values: Mapping[str, float] | None = None,
-        seeds: Mapping[str, int] | None = None,
-        settings: SolverSettings | None = None,
-    ) -> None:
-        """Remember the spec, slider values, seeds and solver settings; with "auto" on, run."""
-        self._spec = spec
-        self._values = {k: float(v) for k, v in (values or {}).items()}
-        self._seeds = {k: int(v) for k, v in (seeds or {}).items()}
-        if settings is not None:
-            self._settings = settings
+    def set_problem(self, problem: Problem | None) -> None:
+        """Remember the window's problem (:meth:`AppState.problem`: spec, slider values, seeds,
+        start/tensor overrides, solver settings); with "auto" on, run."""
+        self._problem = problem
+        spec = self._spec
         if self._report is not None and self._report_context is not None:
             self._dim_report(self._report_context[0] != spec)
         self._update_wrt_choices()
         self._update_solver_label()
         if self.auto_check.isChecked() and spec is not None:
             self.run()
+
+    @property
+    def _spec(self) -> Spec | None:
+        return None if self._problem is None else self._problem.spec
+
+    def settings(self) -> GradientSettings:
+        """The tab's controls, for the model and sessions."""
+        return GradientSettings(
+            wrt=self.wrt(),
+            loss=self.loss(),
+            k=self.k_spin.value(),
+            auto=self.auto_check.isChecked(),
+        )
+
+    def apply_settings(self, s: GradientSettings) -> None:
+        """Show ``s`` (names the spec lacks are ignored); runs nothing."""
+        self.auto_check.blockSignals(True)
+        self.k_spin.blockSignals(True)
+        self.loss_combo.blockSignals(True)
+        try:
+            self.auto_check.setChecked(s.auto)
+            self.k_spin.setValue(s.k)
+            self.loss_combo.setCurrentText(s.loss)
+            if s.wrt:
+                self.set_wrt(s.wrt)
+        finally:
+            self.auto_check.blockSignals(False)
+            self.k_spin.blockSignals(False)
+            self.loss_combo.blockSignals(False)
 
     def set_wrt(self, names: list[str] | tuple[str, ...]) -> None:
         """Check exactly ``names`` in the list (unknown names are ignored)."""
@@ -536,22 +536,9 @@ class GradientView(QWidget):
     def build_request(self) -> GradRequest:
         """The request the current controls and context describe. Raises ``SpecError`` (no
         spec, bad slider values, nothing to differentiate) or ``SolverError``."""
-        if self._spec is None:
+        if self._problem is None:
             raise SpecError("no spec yet: load or write one first")
-        overrides: dict[str, float | int] = dict(self._values)
-        overrides.update({f"{name}.seed": seed for name, seed in self._seeds.items()})
-        spec = self._spec.with_overrides(overrides) if overrides else self._spec
-        solver, options = forward_solver(self._settings)
-        return GradRequest(
-            spec=spec,
-            wrt=self.wrt(),
-            loss=self.loss() or "sum",
-            solver=solver,
-            solver_options=options,
-            unroll_max=self.k_spin.value(),
-            device=self._settings.device,
-            dtype=self._settings.dtype,
-        )
+        return self._problem.grad_request(self.wrt(), self.loss(), self.k_spin.value())
 
     def run(self) -> int | None:
         """Submit the current request; its id, or None (and a message) when it cannot be built."""
@@ -569,7 +556,15 @@ class GradientView(QWidget):
 
     def _context(self) -> tuple:
         """What a report depends on besides the controls: the spec, slider values, seeds."""
-        return (self._spec, tuple(sorted(self._values.items())), tuple(sorted(self._seeds.items())))
+        p = self._problem
+        if p is None:
+            return (None, (), (), ())
+        return (
+            p.spec,
+            tuple(sorted(p.values.items())),
+            tuple(sorted(p.seeds.items())),
+            tuple(sorted(p.overrides.items())),
+        )
 
     def _dim_report(self, stale: bool) -> None:
         """Dim the plots of a report whose spec the window no longer holds, and say so."""
@@ -695,11 +690,12 @@ class GradientView(QWidget):
         self.set_wrt(keep)
 
     def _update_solver_label(self) -> None:
-        name, options = forward_solver(self._settings)
+        problem = self._problem or Problem(spec=None)  # type: ignore[arg-type]
+        name, options = problem.forward_solver()
         opts = ", ".join(f"{k}={v}" for k, v in options.items())
         self.solver_label.setText(
             f"unrolls: {name}{f' ({opts})' if opts else ''}; "
-            f"{self._settings.device}, {self._settings.dtype}"
+            f"{problem.settings.device}, {problem.settings.dtype}"
         )
 
     def _controls_changed(self) -> None:

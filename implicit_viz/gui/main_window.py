@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from implicit_viz.core.live import LiveRequest, LiveSnapshot, SolverSettings
+from implicit_viz.core.live import LiveSnapshot, SolverSettings
 from implicit_viz.core.spec import Spec
-from implicit_viz.gui.basins_view import BasinsView, tensor_element_values
+from implicit_viz.gui.basins_view import BasinsView
 from implicit_viz.gui.gradient_view import GradientView
 from implicit_viz.gui.param_panel import ParamPanel, slider_range
 from implicit_viz.gui.phase_view import PhaseView
@@ -44,6 +44,7 @@ from implicit_viz.gui.session import Session, SessionError, load_session, write_
 from implicit_viz.gui.solve_worker import SolveWorker
 from implicit_viz.gui.solver_panel import SolverPanel
 from implicit_viz.gui.spec_editor import SpecEditor
+from implicit_viz.gui.state import AppState, Problem, valid_overrides
 from implicit_viz.gui.trajectory_view import TrajectoryView
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,9 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("implicit-viz")
         self.resize(1500, 940)
-        self._spec: Spec | None = None
-        self._spec_path: str | None = None
-        self._preset_key: str | None = None  # the preset the text came from, if any
+        #: The model: spec, values, seeds, overrides, settings; views solve its problem().
+        self.state = AppState()
         self._spec_solver: dict[str, Any] | None = None
-        #: Targets set from outside the sliders (a click on a basins map): ``{"z0[1]": 0.5}``.
-        self._overrides: dict[str, float] = {}
         self._snapshot: LiveSnapshot | None = None
         self._shown_id = 0
         self._submitted_at: dict[int, float] = {}
@@ -238,9 +236,9 @@ class MainWindow(QMainWindow):
             self.report_error(f"cannot load preset '{key}': {exc}")
             return
         self.presets.set_current(key)
-        self._preset_key = key
-        self._spec_path = None
-        self._overrides.clear()  # a click on the last spec's map says nothing about this one
+        self.state.preset_key = key
+        self.state.spec_path = None
+        self.state.overrides.clear()  # a click on the last spec's map says nothing about this one
         self.editor.set_text(text, undoable=True)
         self.editor.set_modified(False)
         self.editor.check_now()
@@ -256,9 +254,9 @@ class MainWindow(QMainWindow):
         except OSError as exc:  # FileReadError: the message names the file and the reason
             self.report_error(str(exc))
             return False
-        self._spec_path = str(p)
-        self._preset_key = None
-        self._overrides.clear()
+        self.state.spec_path = str(p)
+        self.state.preset_key = None
+        self.state.overrides.clear()
         self.editor.set_text(text, undoable=True)
         self.editor.set_modified(False)
         self.editor.check_now()
@@ -275,15 +273,15 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.report_error(f"cannot save the spec: {exc}")
             return False
-        self._spec_path = str(p)
+        self.state.spec_path = str(p)
         self.editor.set_modified(False)
         self._update_title()
         self.show_message(f"saved spec to {p}")
         return True
 
     def _on_spec_accepted(self, spec: Spec) -> None:
-        self._spec = spec
-        self._overrides = _valid_overrides(spec, self._overrides)
+        self.state.spec = spec
+        self.state.overrides = valid_overrides(spec, self.state.overrides)
         self.params.set_spec(spec)
         solver = dict(spec.solver)
         if solver != self._spec_solver:  # the text's [solver] section changed: apply it
@@ -317,68 +315,68 @@ class MainWindow(QMainWindow):
     # overrides -------------------------------------------------------------------------------
     def apply_assignments(self, assignments: dict[str, float]) -> None:
         """Set params (their sliders) and other targets (``z0[1]``, ``x[0]``) and re-solve."""
-        if self._spec is None:
+        if self.state.spec is None:
             return
-        params = {p.name for p in self._spec.params}
+        params = {p.name for p in self.state.spec.params}
         values = {k: v for k, v in assignments.items() if k in params}
-        others = _valid_overrides(
-            self._spec, {k: v for k, v in assignments.items() if k not in params}
+        others = valid_overrides(
+            self.state.spec, {k: v for k, v in assignments.items() if k not in params}
         )
-        self._overrides.update(others)
+        self.state.overrides.update(others)
         self.params.blockSignals(True)
         try:
             self.params.set_values(values)
         finally:
             self.params.blockSignals(False)
         if others:
-            shown = ", ".join(f"{k} = {v:.6g}" for k, v in self._overrides.items())
+            shown = ", ".join(f"{k} = {v:.6g}" for k, v in self.state.overrides.items())
             self.show_message(f"set {shown} (Solve > Clear start/tensor overrides to drop)")
         self.request_solve()
 
     def overrides(self) -> dict[str, float]:
-        return dict(self._overrides)
+        return dict(self.state.overrides)
 
     def clear_overrides(self) -> None:
-        if self._overrides:
-            self._overrides.clear()
+        if self.state.overrides:
+            self.state.overrides.clear()
             self.request_solve()
 
     # solving ---------------------------------------------------------------------------------
+    def problem(self) -> Problem | None:
+        """The problem every view solves now: the model, with what the panels show (None
+        before a spec parsed). The one place the window resolves it."""
+        st = self.state
+        st.spec_text = self.editor.text()
+        st.values = self.params.values()
+        st.seeds = self.params.seeds()
+        st.settings = self.solvers.settings()
+        return st.problem()
+
     def request_solve(self) -> int | None:
         """Queue a solve of the current spec with the panels' values; returns its id."""
-        if self._spec is None:
+        problem = self.problem()
+        if problem is None:
             return None
-        req = LiveRequest(
-            spec=self._spec,
-            values=self.params.values(),
-            seeds=self.params.seeds(),
-            settings=self.solvers.settings(),
-            overrides=dict(self._overrides),
+        self.override_label.setText(
+            ", ".join(f"{k} = {v:.4g}" for k, v in problem.overrides.items())
         )
-        self.override_label.setText(", ".join(f"{k} = {v:.4g}" for k, v in self._overrides.items()))
-        rid = self.worker.submit(req)
+        rid = self.worker.submit(problem.live_request())
         self._submitted_at[rid] = time.perf_counter()
-        self._update_context()
+        self._update_context(problem)
         return rid
 
-    def _update_context(self) -> None:
-        """Tell the basins and gradient views what the sliders and panels say now."""
-        if self._spec is None:
+    def _update_context(self, problem: Problem | None = None) -> None:
+        """Hand the basins and gradient views the problem the live solve has."""
+        problem = problem or self.problem()
+        if problem is None:
             return
-        values, seeds = self.params.values(), self.params.seeds()
-        settings = self.solvers.settings()
         try:
-            self.basins.set_context(self._spec, values, seeds, settings, dict(self._overrides))
+            self.basins.set_problem(problem)
         except (ValueError, OSError) as exc:  # SpecError is a ValueError
             self.show_message(f"Basins: {exc}", error=True)
-        start = {f"z0[{i}]": v for i, v in enumerate(self._spec.start)}
-        try:
-            elements = tensor_element_values(self._spec, seeds)
-        except (ValueError, OSError):  # a seed the spec refuses: no marker on tensor axes
-            elements = {}
-        self.basins.set_marker({**start, **elements, **values, **self._overrides})
+        self.basins.set_marker(problem.marker())
         if self.views.currentWidget() is self.gradient:  # re-runs itself only when visible
-            self.gradient.set_context(self._spec, values, seeds, settings)
+            self.gradient.set_problem(problem)
 
     def _fit_panes(self, _index: int = 0) -> None:
         """The gradient view needs height: under its tab the residual pane shrinks to its
@@ -438,7 +436,7 @@ class MainWindow(QMainWindow):
     @property
     def spec(self) -> Spec | None:
         """The last valid spec."""
-        return self._spec
+        return self.state.spec
 
     # messages --------------------------------------------------------------------------------
     def show_message(self, text: str, *, error: bool = False, warn: bool = False) -> None:
@@ -480,10 +478,10 @@ class MainWindow(QMainWindow):
         """z and the residual per step, per solver, of the shown solve (.csv, .npz, .json)."""
         from implicit_viz.core.export import write_trace
 
-        if self._snapshot is None or self._spec is None:
+        if self._snapshot is None or self.state.spec is None:
             self.report_error("nothing to export yet: no solve has finished")
             return None
-        spec = self._spec.with_overrides(self._snapshot.values)
+        spec = self.state.spec.with_overrides(self._snapshot.values)
         results = list(self._snapshot.results)
         return self._export(lambda: write_trace(path, spec, results), "trace export failed")
 
@@ -520,23 +518,23 @@ class MainWindow(QMainWindow):
         return p
 
     # sessions --------------------------------------------------------------------------------
-    def session(self) -> Session:
-        """The current state as a :class:`Session`."""
-        view = {
+    def sync_state(self) -> AppState:
+        """The model with everything the widgets show written into it."""
+        self.problem()
+        st = self.state
+        st.view = {
             "phase_components": list(self.phase.components()),
             "trajectory_tab": self.trajectory.tabs.currentIndex(),
             "view_tab": self.views.currentIndex(),
             "window_size": [self.width(), self.height()],
         }
-        return Session(
-            spec_text=self.editor.text(),
-            spec_path=self._spec_path,
-            values=self.params.values(),
-            seeds=self.params.seeds(),
-            solver=self.solvers.settings(),
-            view=view,
-            overrides=dict(self._overrides),
-        )
+        st.basins = self.basins.settings()
+        st.gradients = self.gradient.settings()
+        return st
+
+    def session(self) -> Session:
+        """The current state as a :class:`Session` (a dump of the model)."""
+        return Session.of(self.sync_state())
 
     def save_session(self, path: str | Path) -> Path | None:
         try:
@@ -575,10 +573,10 @@ class MainWindow(QMainWindow):
         values, seeds, overrides and view that belong to that text are not applied to the last
         valid spec, whose state stays); ``notes`` says, one phrase each, what was not applied
         as stored (a value clamped to its param's range, names the spec does not have)."""
-        self._spec_path = s.spec_path
-        self._preset_key = None
-        previous = self._overrides
-        self._overrides = dict(s.overrides)
+        self.state.spec_path = s.spec_path
+        self.state.preset_key = None
+        previous = self.state.overrides
+        self.state.overrides = dict(s.overrides)
         self.editor.set_text(s.spec_text, undoable=True)
         self.editor.set_modified(False)
         spec = self.editor.check_now()  # accepted -> panels rebuilt with the text's defaults
@@ -588,7 +586,7 @@ class MainWindow(QMainWindow):
         finally:
             self.solvers.blockSignals(False)
         if spec is None:
-            self._overrides = previous  # those of the last valid spec, still shown
+            self.state.overrides = previous  # those of the last valid spec, still shown
             self._update_title()
             self.request_solve()
             error = self.editor.error_message() or "it does not check"
@@ -597,12 +595,14 @@ class MainWindow(QMainWindow):
                 "overrides were not applied; fix the spec in the editor (the plots show the "
                 "last valid spec)"
             ]
-        notes = _session_notes(spec, s, self._overrides)
+        notes = _session_notes(spec, s, self.state.overrides)
         self.params.blockSignals(True)
         try:
             self.params.set_values(s.values, s.seeds)
         finally:
             self.params.blockSignals(False)
+        self.basins.apply_settings(s.basins)
+        self.gradient.apply_settings(s.gradients)
         comps = s.view.get("phase_components")  # checked by the session: two ints < dim
         if comps is not None:
             self.phase.set_components(*comps)
@@ -633,8 +633,8 @@ class MainWindow(QMainWindow):
             self.open_spec(path)
 
     def _ask_save_spec(self) -> None:
-        if self._spec_path:
-            self.save_spec(self._spec_path)
+        if self.state.spec_path:
+            self.save_spec(self.state.spec_path)
         else:
             self._ask_save_spec_as()
 
@@ -707,9 +707,9 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         name = (
-            Path(self._spec_path).name
-            if self._spec_path
-            else (self._spec.name if self._spec else "")
+            Path(self.state.spec_path).name
+            if self.state.spec_path
+            else (self.state.spec.name if self.state.spec else "")
         )
         star = "*" if self.editor.is_modified() else ""
         self.setWindowTitle(f"{name}{star} — implicit-viz" if name else "implicit-viz")
@@ -718,9 +718,9 @@ class MainWindow(QMainWindow):
     def _sync_picker(self) -> None:
         """The preset picker names a preset only while the editor holds that preset's text as
         loaded; otherwise it shows where the text came from (a file, an edited preset)."""
-        key = self._preset_key
-        if self._spec_path:
-            self.presets.show_other(Path(self._spec_path).name)
+        key = self.state.preset_key
+        if self.state.spec_path:
+            self.presets.show_other(Path(self.state.spec_path).name)
         elif key is not None and not self.editor.is_modified():
             self.presets.set_current(key)
         elif key is not None:
@@ -793,23 +793,6 @@ def _session_notes(spec: Spec, s: Session, overrides: dict[str, float]) -> list[
     if dropped:
         notes.append(f"overrides this spec refuses, dropped: {', '.join(dropped)}")
     return notes
-
-
-def _valid_overrides(spec: Spec, overrides: dict[str, float]) -> dict[str, float]:
-    """The overrides that still name a start component or tensor element of ``spec``."""
-    from implicit_viz.core.errors import SpecError
-    from implicit_viz.core.spec import parse_target
-
-    keep = {}
-    for key, value in overrides.items():
-        try:
-            target = parse_target(key, spec)
-            spec.with_overrides({key: value})
-        except SpecError:
-            continue
-        if target.kind != "param" and target.kind != "seed":
-            keep[key] = value
-    return keep
 
 
 def _with_suffix(path: str, chosen_filter: str) -> str:

@@ -23,13 +23,13 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidge
 from implicit_viz.core.live import LiveSnapshot, SolverTrace
 from implicit_viz.gui.colors import (
     FOREGROUND,
-    add_legend,
     new_plot_widget,
     plottable,
     set_title,
     settle,
     solver_color,
 )
+from implicit_viz.gui.legend import add_legend
 
 _GREY = "#777777"
 

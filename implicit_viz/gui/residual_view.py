@@ -30,13 +30,13 @@ from implicit_viz.core.live import LiveSnapshot
 from implicit_viz.core.status import status_descriptions
 from implicit_viz.gui.colors import (
     FOREGROUND,
-    add_legend,
     new_plot_widget,
     set_title,
     settle,
     solver_color,
     status_tint,
 )
+from implicit_viz.gui.legend import add_legend
 
 #: Residuals at or below zero are drawn here on the log axis.
 RESIDUAL_FLOOR = 1e-300

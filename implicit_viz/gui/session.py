@@ -2,12 +2,18 @@
 
 A session is one JSON document::
 
-    {"format": "implicit-viz-session", "version": 1,
+    {"format": "implicit-viz-session", "version": 2,
      "spec_text": "...", "spec_path": null,
      "values": {"a": 0.9}, "seeds": {"W": 0},
-     "solver": {"solvers": [...], "tol": 1e-6, ...},
+     "solver": {"solvers": [...], "tol": 1e-6, "options": {"damped": {"beta": 0.5}}, ...},
      "view": {"phase_components": [0, 1], "trajectory_tab": 1, ...},
-     "overrides": {"z0[1]": 0.5}}
+     "overrides": {"z0[1]": 0.5},
+     "basins": {"x": "a", "x_range": [0, 3], "y": "", "y_range": null, "resolution": 128},
+     "gradients": {"wrt": ["W"], "loss": "sum", "k": 50, "auto": true}}
+
+It is a dump of the app's model (:class:`~implicit_viz.gui.state.AppState`). Version-1 files
+(no basins or gradients entries; the solver's ``beta`` and ``anderson_m`` in place of
+``options``) still open.
 
 The spec is stored as its text (exactly as typed, even when it does not parse), so a session
 never loses work. :func:`read_session` checks the whole document (every field's type and range,
@@ -35,9 +41,16 @@ from implicit_viz.core.jsonsafe import json_safe
 from implicit_viz.core.limits import MAX_INPUT_FILE_BYTES
 from implicit_viz.core.live import SolverSettings
 from implicit_viz.core.spec import MAX_DIM, MAX_SEED, Spec, parse_spec
+from implicit_viz.gui.state import (
+    K_RANGE,
+    RESOLUTION_RANGE,
+    AppState,
+    BasinsSettings,
+    GradientSettings,
+)
 
 FORMAT = "implicit-viz-session"
-VERSION = 1
+VERSION = 2
 SUFFIX = ".ivsession"
 #: Larger files are refused before parsing.
 MAX_BYTES = 20 * 1024**2
@@ -69,6 +82,23 @@ class Session:
     solver: SolverSettings = field(default_factory=SolverSettings)
     view: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, float] = field(default_factory=dict)
+    basins: BasinsSettings = field(default_factory=BasinsSettings)
+    gradients: GradientSettings = field(default_factory=GradientSettings)
+
+    @classmethod
+    def of(cls, state: AppState) -> Session:
+        """The dump of the app's model."""
+        return cls(
+            spec_text=state.spec_text,
+            spec_path=state.spec_path,
+            values=dict(state.values),
+            seeds=dict(state.seeds),
+            solver=state.settings,
+            view=dict(state.view),
+            overrides=dict(state.overrides),
+            basins=state.basins,
+            gradients=state.gradients,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +111,8 @@ class Session:
             "solver": self.solver.to_dict(),
             "view": json_safe(dict(self.view)),
             "overrides": dict(self.overrides),
+            "basins": self.basins.to_dict(),
+            "gradients": self.gradients.to_dict(),
         }
 
     @classmethod
@@ -117,6 +149,8 @@ class Session:
         solver = _solver(data.get("solver", {}))
         view = _view(data.get("view", {}))
         overrides = _numbers(data.get("overrides", {}), "overrides")
+        basins = _basins(data.get("basins", {}))
+        gradients = _gradients(data.get("gradients", {}))
         return cls(
             spec_text=text,
             spec_path=path,
@@ -125,6 +159,8 @@ class Session:
             solver=solver,
             view=view,
             overrides=overrides,
+            basins=basins,
+            gradients=gradients,
         )
 
     def check_against(self, dim: int) -> None:
@@ -254,6 +290,64 @@ def _view(value: Any) -> dict[str, Any]:
     if "window_size" in data:
         out["window_size"] = _pair(data["window_size"], "view.window_size", *WINDOW_SIZE_RANGE)
     return out
+
+
+MAX_LOSS_CHARS = 2000
+
+
+def _target(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS:
+        raise SessionError(f"{name} must be a target name of at most {MAX_NAME_CHARS} characters")
+    return value
+
+
+def _range(value: Any, name: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+        or not all(math.isfinite(v) for v in value)
+    ):
+        raise SessionError(f"{name} must be null or a list of two finite numbers")
+    return (float(value[0]), float(value[1]))
+
+
+def _basins(value: Any) -> BasinsSettings:
+    """The Basins tab's settings (absent in version 1: the defaults)."""
+    data = _mapping(value, "basins") if value else {}
+    res = data.get("resolution", BasinsSettings.resolution)
+    if not _is_int(res) or not RESOLUTION_RANGE[0] <= res <= RESOLUTION_RANGE[1]:
+        lo, hi = RESOLUTION_RANGE
+        raise SessionError(f"basins.resolution must be an integer in {lo}..{hi}, got {res!r:.40}")
+    return BasinsSettings(
+        x=_target(data.get("x", ""), "basins.x"),
+        x_range=_range(data.get("x_range"), "basins.x_range"),
+        y=_target(data.get("y", ""), "basins.y"),
+        y_range=_range(data.get("y_range"), "basins.y_range"),
+        resolution=res,
+    )
+
+
+def _gradients(value: Any) -> GradientSettings:
+    """The Gradients tab's settings (absent in version 1: the defaults)."""
+    data = _mapping(value, "gradients") if value else {}
+    wrt = data.get("wrt", [])
+    if not isinstance(wrt, list) or not all(
+        isinstance(w, str) and len(w) <= MAX_NAME_CHARS for w in wrt
+    ):
+        raise SessionError(f"gradients.wrt must be a list of names, got {wrt!r:.60}")
+    loss = data.get("loss", GradientSettings.loss)
+    if not isinstance(loss, str) or len(loss) > MAX_LOSS_CHARS:
+        raise SessionError(f"gradients.loss must be text of at most {MAX_LOSS_CHARS} characters")
+    k = data.get("k", GradientSettings.k)
+    if not _is_int(k) or not K_RANGE[0] <= k <= K_RANGE[1]:
+        raise SessionError(f"gradients.k must be an integer in {K_RANGE[0]}..{K_RANGE[1]}")
+    auto = data.get("auto", True)
+    if not isinstance(auto, bool):
+        raise SessionError(f"gradients.auto must be true or false, got {auto!r:.40}")
+    return GradientSettings(wrt=tuple(wrt), loss=loss, k=k, auto=auto)
 
 
 def write_session(path: str | Path, session: Session) -> Path:

@@ -26,10 +26,14 @@ def ensure_gui_app():
 
     It is a ``QApplication``, not a bare ``QGuiApplication``: widgets created later in the same
     process (the app, tests) need one, and Qt allows a single application object per process.
+    The refcount guard (:mod:`implicit_viz.gui._refcount_guard`) is started first.
     """
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
+    from implicit_viz.gui._refcount_guard import guard_singletons
+
+    guard_singletons()
     app = QGuiApplication.instance()
     if app is None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -1,9 +1,9 @@
 """Parameter sweeps off the GUI thread, where the newest request wins.
 
-One background thread runs :func:`implicit_viz.core.sweep.iter_sweep`. :meth:`SweepWorker.start`
-cancels the sweep that is running (at its next check point, inside a tile) and queues the new
-one. Progress, partial pictures, the final result and errors come back as Qt signals carrying
-plain data, delivered on the GUI thread.
+A :class:`~implicit_viz.gui.workers.Worker` running :func:`implicit_viz.core.sweep.iter_sweep`.
+:meth:`SweepWorker.start` cancels the sweep that is running (at its next check point, inside a
+tile) and queues the new one. Progress, partial pictures, the final result and errors come back
+as Qt signals carrying plain data, delivered on the GUI thread.
 
 ``iter_sweep`` fills one result object in place, so every result sent to the GUI thread is a
 copy (:func:`copy_result`). Partial results are throttled (:data:`PARTIAL_INTERVAL_S`, and never
@@ -17,8 +17,6 @@ to compute the cell colours there, so a 512 x 512 picture costs the GUI thread o
 from __future__ import annotations
 
 import copy
-import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,20 +26,20 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from implicit_viz.core.sweep import SweepRequest, SweepResult, iter_sweep
-from implicit_viz.gui.latest_slot import LatestSlot
-from implicit_viz.gui.solve_worker import describe_error as _describe
-
-log = logging.getLogger(__name__)
+from implicit_viz.gui.workers import Worker
+from implicit_viz.gui.workers import describe_error as _describe
 
 #: At most one partial result per this many seconds (about 10 a second).
 PARTIAL_INTERVAL_S = 0.1
 #: Copies may take at most this share of the worker's time (larger grids send fewer partials).
 COPY_SHARE = 0.2
+#: How a sweep's out-of-memory message ends.
+MEMORY_HINT = "lower the resolution or the spec's dim"
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for the view (see :func:`implicit_viz.gui.solve_worker.describe_error`)."""
-    return _describe(exc, "lower the resolution or the spec's dim")
+    """One line for the view (see :func:`implicit_viz.gui.workers.describe_error`)."""
+    return _describe(exc, MEMORY_HINT)
 
 
 def copy_result(result: SweepResult) -> SweepResult:
@@ -59,7 +57,7 @@ def copy_result(result: SweepResult) -> SweepResult:
     )
 
 
-class SweepWorker(QObject):
+class SweepWorker(Worker):
     """Runs sweeps on a background thread, one at a time; the newest request wins.
 
     Signals
@@ -85,8 +83,8 @@ class SweepWorker(QObject):
     partial = Signal(int, object)
     rendered = Signal(int, object, object)
     finished = Signal(int, object)
-    failed = Signal(int, str)
-    busyChanged = Signal(bool)
+
+    memory_hint = MEMORY_HINT
 
     def __init__(
         self,
@@ -97,78 +95,23 @@ class SweepWorker(QObject):
     ) -> None:
         """``render`` runs on the worker thread for each result sent; ``torch_threads`` sets
         ``torch.set_num_threads`` when the thread starts (None: leave torch's setting)."""
-        super().__init__(parent)
+        super().__init__(
+            parent, name="implicit-viz-sweep", supersede_after=0.0, torch_threads=torch_threads
+        )
         self._render = render
-        self._torch_threads = torch_threads
-        self._slot: LatestSlot[SweepRequest] = LatestSlot()
-        self._running_id = 0
-        self._cancel_up_to = 0
-        self._thread = threading.Thread(target=self._loop, name="implicit-viz-sweep", daemon=True)
-        self._thread.start()
 
-    # GUI side --------------------------------------------------------------------------------
     def start(self, request: SweepRequest) -> int:
         """Queue ``request``, cancelling the running sweep and any waiting one; returns its id."""
-        return self._slot.put(lambda _rid: request, on_put=self._cancel_before)
-
-    def cancel(self) -> None:
-        """Stop the running sweep (it still sends ``finished`` with what it solved) and drop a
-        waiting one."""
-        self._slot.clear(on_clear=self._cancel_through)
-
-    @property
-    def last_id(self) -> int:
-        return self._slot.last_id
-
-    @property
-    def busy(self) -> bool:
-        """A sweep is running or waiting."""
-        return self._slot.locked(lambda: self._running_id != 0 or self._slot.waiting)
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop the thread (a running sweep is cancelled at its next check point)."""
-        self._slot.stop()
-        self._thread.join(timeout)
+        return self.submit(request)
 
     # thread side -----------------------------------------------------------------------------
-    def _cancel_before(self, new_id: int) -> None:
-        self._cancel_up_to = new_id - 1
-
-    def _cancel_through(self, last_id: int) -> None:
-        self._cancel_up_to = last_id
-
-    def _set_running(self, sweep_id: int) -> None:
-        self._running_id = sweep_id
-
-    def _cancelled(self, sweep_id: int) -> bool:
-        return self._slot.stopping or sweep_id <= self._cancel_up_to
-
-    def _loop(self) -> None:
-        if self._torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(self._torch_threads)
-        while (taken := self._slot.take(self._set_running)) is not None:
-            sweep_id, request = taken
-            self.busyChanged.emit(True)
-            try:
-                self._run(sweep_id, request)
-            except BaseException as exc:  # every failure becomes a message, never a crash
-                if not isinstance(exc, ValueError):
-                    log.exception("sweep %d failed", sweep_id)
-                try:
-                    self.failed.emit(sweep_id, describe_error(exc))
-                except Exception:  # pragma: no cover - the receiver is gone (shutdown)
-                    pass
-            finally:
-                self._running_id = 0
-                self.busyChanged.emit(False)
-
-    def _run(self, sweep_id: int, request: SweepRequest) -> None:
+    def _work(
+        self, sweep_id: int, request: SweepRequest, cancel: Callable[[], bool]
+    ) -> SweepResult:
         result: SweepResult | None = None
         last_sent = -float("inf")
         interval = PARTIAL_INTERVAL_S
-        for result, prog in iter_sweep(request, cancel=lambda: self._cancelled(sweep_id)):
+        for result, prog in iter_sweep(request, cancel=cancel):
             self.progress.emit(sweep_id, prog.fraction, prog.stage)
             now = time.perf_counter()
             if result.cancelled or now - last_sent < interval:
@@ -180,7 +123,9 @@ class SweepWorker(QObject):
             interval = max(PARTIAL_INTERVAL_S, spent / COPY_SHARE)
         if result is None:  # pragma: no cover - iter_sweep yields at least once
             raise RuntimeError("the sweep produced no result")
-        final = copy.copy(result)  # the sweep is over: nothing fills the arrays any more
+        return copy.copy(result)  # the sweep is over: nothing fills the arrays any more
+
+    def _deliver(self, sweep_id: int, final: SweepResult) -> None:
         if self._render is not None:
             self.rendered.emit(sweep_id, final, self._render(final))
         self.finished.emit(sweep_id, final)

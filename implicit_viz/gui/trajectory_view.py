@@ -21,7 +21,6 @@ from PySide6.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from implicit_viz.core.live import LiveSnapshot, SolverTrace
 from implicit_viz.gui.colors import (
-    add_legend,
     component_colors,
     component_colors_at,
     new_plot_widget,
@@ -29,6 +28,7 @@ from implicit_viz.gui.colors import (
     set_title,
     settle,
 )
+from implicit_viz.gui.legend import add_legend
 
 #: Largest dim that gets a legend and thicker lines.
 LEGEND_MAX_DIM = 8

@@ -77,7 +77,7 @@ def test_anderson_within_the_budget_still_solves(budget_1mb):
 def test_gradient_lab_checks_its_backward_history_before_the_forward_solve(monkeypatch):
     spec = make_spec("tanh(a * z + 0.1)", 2, params={"a": {"value": 0.5}})
     called = []
-    import implicit_viz.core.gradients as gradients
+    import implicit_viz.core.gradients.lab as gradients
 
     monkeypatch.setattr(gradients, "solve", lambda *a, **k: called.append(1))
     with pytest.raises(LimitError) as info:

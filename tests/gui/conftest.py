@@ -6,6 +6,9 @@ widget's destructor waits for that same lock and the test run hangs (seen in
 ``test_panels``). The app avoids this with a timer-driven collector (``gui/app.py``); here
 each test runs with the collector off and garbage is collected at teardown, after pytest-qt
 has closed the test's widgets.
+
+The PySide6 refcount guard that every Qt test needs is started in ``tests/conftest.py`` (the
+CLI's ``--png`` tests draw with Qt too), before any test runs.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QImage
 
-import implicit_viz.gui  # noqa: F401  (the PySide6 refcount guard, before any Qt call)
 from implicit_viz.core.errors import SweepError
 from implicit_viz.core.export import ExportError
 from implicit_viz.core.live import SolverSettings
@@ -22,16 +21,9 @@ from implicit_viz.core.palette import cell_colors
 from implicit_viz.core.spec import load_spec
 from implicit_viz.core.status import Status
 from implicit_viz.core.sweep import Axis, SweepRequest, sweep, sweep_options
-from implicit_viz.gui.basins_view import (
-    NO_AXIS,
-    ORBIT_ITERATES,
-    BasinsView,
-    axis_targets,
-    default_axes,
-    default_range,
-    tensor_element_values,
-    unique_cell_colors,
-)
+from implicit_viz.core.sweep_axes import NO_AXIS
+from implicit_viz.gui.basins_view import ORBIT_ITERATES, BasinsView
+from implicit_viz.gui.state import Problem
 from implicit_viz.gui.sweep_worker import SweepWorker
 
 TIMEOUT_MS = 60_000
@@ -87,31 +79,6 @@ def drawn_pixels(view: BasinsView) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def test_axis_targets_and_defaults():
-    tanh = load_spec("tanh_layer")
-    assert axis_targets(tanh) == [
-        "a",
-        "z0[0]",
-        "z0[1]",
-        "W[0,0]",
-        "W[0,1]",
-        "W[1,0]",
-        "W[1,1]",
-        "x[0]",
-        "x[1]",
-    ]
-    assert default_axes(tanh) == ("a", "x[0]")
-    assert default_axes(load_spec("newton_cubic")) == ("z0[0]", "z0[1]")
-    assert default_axes(load_spec("logistic")) == ("r", NO_AXIS)
-    assert default_range("a", tanh) == (0.0, 3.0)
-    assert default_range("z0[1]", tanh) == (-2.0, 2.0)
-    assert default_range("x[0]", tanh) == pytest.approx((-0.5, 1.5))
-    assert default_range("W[0,1]", tanh) == pytest.approx((-2.1, -0.1))
-    deq = load_spec("deq_cell")
-    big = [t.name for t in deq.tensors if t.size > 16]
-    assert big and not any(s.startswith(tuple(f"{n}[" for n in big)) for s in axis_targets(deq))
-
-
 def test_view_fills_axes_from_spec(view):
     view.set_spec(load_spec("tanh_layer"))
     assert view.x_combo.currentText() == "a" and view.y_combo.currentText() == "x[0]"
@@ -134,7 +101,7 @@ def test_build_request_uses_context(view):
         options={"anderson": {"m": 3}},
         dtype="float64",
     )
-    view.set_context(spec, {"a": 1.7}, {}, settings, overrides={"x[1]": 0.25})
+    view.set_problem(Problem(spec, {"a": 1.7}, overrides={"x[1]": 0.25}, settings=settings))
     view.set_axes("z0[0]", "z0[1]")
     view.resolution.setValue(20)
     req = view.build_request()
@@ -146,7 +113,7 @@ def test_build_request_uses_context(view):
     assert (req.x, req.y) == (Axis("z0[0]", -2.0, 2.0, 20), Axis("z0[1]", -2.0, 2.0, 20))
     assert req.orbit == 0
     # float32 cannot resolve 1e-9: the tolerance is raised to the float32 floor
-    view.set_context(spec, {}, {}, float32_settings(tol=1e-9))
+    view.set_problem(Problem(spec, settings=float32_settings(tol=1e-9)))
     assert view.build_request().options.tol == 1e-6
     # 1-D sweeps record the orbit
     view.set_axes("a", NO_AXIS)
@@ -204,7 +171,7 @@ def test_newton_cubic_basins_match_direct_sweep(view, qtbot):
 
 def test_tanh_layer_param_sweep_matches_direct_sweep(view, qtbot):
     spec = load_spec("tanh_layer")
-    view.set_context(spec, {"a": 0.9}, {}, float32_settings())
+    view.set_problem(Problem(spec, {"a": 0.9}, settings=float32_settings()))
     view.set_axes("a", "x[0]", x_range=(0.0, 3.0), y_range=(-2.0, 2.0))
     view.resolution.setValue(32)
     result = run_and_wait(qtbot, view)
@@ -217,21 +184,8 @@ def test_tanh_layer_param_sweep_matches_direct_sweep(view, qtbot):
     assert {Status.CONVERGED, Status.PERIODIC} <= {Status(s) for s in np.unique(result.status)}
 
 
-def test_unique_cell_colors_equal_the_palette():
-    rng = np.random.default_rng(1)
-    shape = (37, 23)
-    status = rng.integers(0, 6, shape).astype(np.int8)
-    iters = rng.integers(0, 500, shape).astype(np.int32)
-    basin = rng.integers(-1, 30, shape).astype(np.int32)
-    period = rng.integers(0, 40, shape).astype(np.int16)
-    np.testing.assert_array_equal(
-        unique_cell_colors(status, iters, basin, period, 300),
-        cell_colors(status, iters, basin, period, 300),
-    )
-
-
 def test_cancel_keeps_the_partial_picture_and_run_again_works(view, qtbot):
-    view.set_context(load_spec("tanh_layer"), {}, {}, float32_settings(max_iter=2000))
+    view.set_problem(Problem(load_spec("tanh_layer"), settings=float32_settings(max_iter=2000)))
     view.set_axes("a", "x[0]", x_range=(0.0, 3.0), y_range=(-2.0, 2.0))
     view.resolution.setValue(256)
     partials = []
@@ -267,7 +221,7 @@ def test_cancel_keeps_the_partial_picture_and_run_again_works(view, qtbot):
 
 
 def test_click_emits_the_cell_values(view, qtbot):
-    view.set_context(load_spec("tanh_layer"), {}, {}, float32_settings())
+    view.set_problem(Problem(load_spec("tanh_layer"), settings=float32_settings()))
     view.set_axes("a", "x[0]", x_range=(0.0, 3.0), y_range=(-2.0, 2.0))
     view.resolution.setValue(32)
     result = run_and_wait(qtbot, view)
@@ -445,27 +399,3 @@ def test_worker_newest_request_wins(worker, qtbot):
     fr = [f for sid, f, _ in progress if sid == second]
     assert fr and fr[-1] == pytest.approx(1.0) and all(0 <= f <= 1 for f in fr)
     assert not math.isnan(fr[0])
-
-
-def test_tensor_element_values_are_the_specs_and_follow_seeds():
-    tanh = load_spec("tanh_layer")
-    vals = tensor_element_values(tanh)
-    # the preset's literal tensors, element by element, keyed as the axis targets
-    assert vals == {
-        "W[0,0]": 0.6,
-        "W[0,1]": -1.1,
-        "W[1,0]": 0.9,
-        "W[1,1]": 0.4,
-        "x[0]": 0.5,
-        "x[1]": -0.2,
-    }
-    assert set(vals) <= set(axis_targets(tanh))
-    deq = load_spec("deq_cell")
-    drawn = [t for t in deq.tensors if t.data is None and t.size <= 64]
-    assert drawn  # x and b are drawn at random
-    t = drawn[0]
-    key = f"{t.name}[{','.join('0' * len(t.shape))}]"
-    a = tensor_element_values(deq)[key]
-    b = tensor_element_values(deq, {t.name: t.seed + 1})[key]
-    assert a != b  # another draw
-    assert tensor_element_values(deq, {t.name: t.seed})[key] == a

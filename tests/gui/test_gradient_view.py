@@ -15,7 +15,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-import implicit_viz.gui  # noqa: F401  (the PySide6 refcount guard, before any Qt call is made)
 from implicit_viz.core.errors import SpecError
 from implicit_viz.core.export import ExportError, grad_csv
 from implicit_viz.core.gradients import METHODS, GradReport, GradRequest, gradient_lab
@@ -33,10 +32,10 @@ from implicit_viz.gui.gradient_view import (
     GradientView,
     format_cosine,
     format_error,
-    forward_solver,
     method_row,
     plotted_errors,
 )
+from implicit_viz.gui.state import Problem
 from tests.helpers import make_spec
 
 TIMEOUT = 60_000
@@ -69,7 +68,7 @@ def setup(
     k: int = 20,
     values: dict[str, float] | None = None,
 ) -> None:
-    view.set_context(spec, values or {}, {}, SolverSettings())
+    view.set_problem(Problem(spec, values or {}, settings=SolverSettings()))
     view.set_wrt(wrt)
     view.set_loss(loss)
     view.k_spin.setValue(k)
@@ -90,8 +89,17 @@ def cell(view: GradientView, method: str, key: str) -> str:
 
 
 # -- pure helpers ----------------------------------------------------------------------------------
-def test_forward_solver_takes_first_unrollable_with_its_options():
+def test_forward_solver_takes_first_unrollable_with_its_options(monkeypatch):
+    from implicit_viz.core.solvers import solver_class
+
+    def forward_solver(settings):
+        return Problem(load_spec("deq_cell"), settings=settings).forward_solver()
+
     assert forward_solver(SolverSettings()) == ("fixed_point", {})
+    # Anderson copies its history under autograd: it unrolls
+    assert forward_solver(SolverSettings(solvers=("anderson", "newton"))) == ("anderson", {})
+    # a solver that declares it cannot be unrolled is passed over
+    monkeypatch.setattr(solver_class("anderson"), "unrollable", False)
     assert forward_solver(SolverSettings(solvers=("anderson", "newton"))) == ("newton", {})
     assert forward_solver(SolverSettings(solvers=("anderson",))) == ("fixed_point", {})
     damped = SolverSettings(solvers=("anderson", "damped"), options={"damped": {"beta": 0.7}})
@@ -107,9 +115,9 @@ def test_plotted_errors_floor_and_gaps():
 def test_build_request_carries_context_and_controls(view):
     spec = load_spec("deq_cell")
     settings = SolverSettings(
-        solvers=("anderson", "damped"), options={"damped": {"beta": 0.6}}, dtype="float32"
+        solvers=("damped", "anderson"), options={"damped": {"beta": 0.6}}, dtype="float32"
     )
-    view.set_context(spec, {"s": 0.7}, {"W": 5}, settings)
+    view.set_problem(Problem(spec, {"s": 0.7}, {"W": 5}, settings=settings))
     names = [
         view.wrt_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(view.wrt_list.count())
     ]
@@ -124,7 +132,7 @@ def test_build_request_carries_context_and_controls(view):
     assert (req.device, req.dtype) == ("cpu", "float32")
     assert req.spec.param("s").value == 0.7 and req.spec.tensor("W").seed == 5
     # the checks survive a new context of the same spec
-    view.set_context(spec, {"s": 0.5}, {}, settings)
+    view.set_problem(Problem(spec, {"s": 0.5}, settings=settings))
     assert view.wrt() == ("s", "b")
     # nothing to differentiate: a message in the view, nothing submitted
     view.set_wrt([])
@@ -224,7 +232,7 @@ def test_auto_rerun_on_new_slider_value_newest_wins(qtbot, view):
     assert first.request.spec.param("a").value == 0.9
     view.auto_check.setChecked(True)
     for a in (0.3, 0.4, 0.5):  # a dragged slider: only the last value must end up shown
-        view.set_context(spec, {"a": a}, {}, SolverSettings())
+        view.set_problem(Problem(spec, {"a": a}, settings=SolverSettings()))
     last = view.worker.last_id
     qtbot.waitUntil(
         lambda: view.report() is not None and view.report().request.spec.param("a").value == 0.5,
@@ -333,7 +341,7 @@ def test_worker_newest_wins_and_errors_become_messages(qtbot, monkeypatch):
     started = threading.Event()
     ran: list[float] = []
 
-    def fake_lab(request: GradRequest):
+    def fake_lab(request: GradRequest, cancel=None):
         ran.append(request.spec.param("a").value)
         started.set()
         time.sleep(0.3)

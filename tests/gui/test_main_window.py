@@ -397,6 +397,55 @@ def test_basins_click_on_start_components_sets_overrides(qtbot, window):
         np.testing.assert_allclose(window.snapshot.traces[0].z, res.fixed_points[b], atol=1e-3)
 
 
+def test_after_a_basins_click_every_view_solves_the_same_problem(qtbot, window):
+    """A click on a Basins cell over a and x[0] (x is a tensor, not a slider): the live table,
+    the Basins hover and the Gradients tab all report that cell's z* and rho(df/dz*), and
+    these equal the closed form J = diag(1 - tanh^2(a W z + x)) a W at the cell's values."""
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    window.views.setCurrentWidget(window.basins)
+    window._update_context()
+    window.basins.set_axes("a", "x[0]", x_range=(0.3, 0.9), y_range=(0.6, 1.4))
+    window.basins.resolution.setValue(12)
+    with qtbot.waitSignal(window.basins.sweepFinished, timeout=60_000):
+        window.basins.run()
+    res = window.basins.result()
+    ix, iy = 4, 9
+    assert res.status[iy, ix] == 1  # converged
+    a, x0 = float(res.x_values[ix]), float(res.y_values[iy])
+    with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+        window.basins._emit_click_at(a, x0)
+    settle(qtbot, window)
+    live = window.snapshot.traces[0]
+    assert live.status == "converged"
+
+    # closed form at the live z*: W and x from the spec, x[0] from the cell
+    w = np.array([[0.6, -1.1], [0.9, 0.4]])
+    x = np.array([x0, -0.2])
+    z = live.z
+    np.testing.assert_allclose(np.tanh(a * w @ z + x), z, atol=1e-5)  # it is the fixed point
+    jac = np.diag(1 - np.tanh(a * w @ z + x) ** 2) @ (a * w)
+    rho = float(np.abs(np.linalg.eigvals(jac)).max())
+    # the cell's x[0] matters: without it (x[0] = 0.5) the answer would differ
+    assert abs(x0 - 0.5) > 0.1
+    assert live.spectral_radius == pytest.approx(rho, rel=1e-6)
+    assert window.residuals.table().item(0, 7).text() == f"{rho:.3g}"  # the ρ column
+
+    # the hover of that cell
+    np.testing.assert_allclose(res.z[iy, ix], z, atol=1e-4)  # float32 sweep
+    assert window.basins.cell_spectral_radius(ix, iy) == pytest.approx(rho, rel=1e-4)
+    hover = window.basins.describe_at(a, x0)
+    assert hover.split("ρ(df/dz*) = ")[1] == f"{window.basins.cell_spectral_radius(ix, iy):.4g}"
+
+    # the Gradients tab differentiates the same map
+    window.views.setCurrentWidget(window.gradient)
+    with qtbot.waitSignal(window.gradient.reportShown, timeout=60_000):
+        window._run_gradient()
+    report = window.gradient.report()
+    np.testing.assert_allclose(report.reference.z, z, atol=1e-5)
+    assert report.spectral_radius == pytest.approx(rho, rel=1e-6)
+
+
 def test_gradient_tab_matches_the_backend(qtbot, window):
     from implicit_viz.core.gradients import gradient_lab
 

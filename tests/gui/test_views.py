@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import statistics
-import time
 
 import numpy as np
 import pytest
@@ -444,22 +442,3 @@ def test_format_cell():
     assert format_cell(85) == "85"
     assert format_cell(float("nan")) == "—"
     assert format_cell("converged in 3 steps") == "converged in 3 steps"
-
-
-# -- timing (printed, not asserted) --------------------------------------------------------------
-def test_redraw_timing_printout(qtbot, capsys):
-    snaps = [snapshot("deq_cell", s=s) for s in (0.6, 0.7, 0.8)]
-    views = [shown(qtbot, cls()) for cls in (TrajectoryView, PhaseView, ResidualView)]
-    lines = []
-    for view in views:
-        view.show_snapshot(snaps[0])
-        QApplication.processEvents()
-        times = []
-        for k in range(12):
-            t0 = time.perf_counter()
-            view.show_snapshot(snaps[k % 3])
-            QApplication.processEvents()
-            times.append(time.perf_counter() - t0)
-        lines.append(f"{type(view).__name__}: {statistics.median(times) * 1e3:.1f} ms")
-    with capsys.disabled():
-        print("\nredraw, deq_cell (dim 32, 3 solvers), median:", "; ".join(lines))

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 
-from implicit_viz.gui.colors import place_legend
-from implicit_viz.gui.legend_place import (
+from implicit_viz.gui.legend import (
     CORNERS,
     SAMPLE_STEP,
     corner_counts,
     emptiest_corner,
+    place_legend,
     sample_polyline,
 )
 from implicit_viz.gui.residual_view import ResidualView

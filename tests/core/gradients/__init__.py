@@ -1,0 +1,1 @@
+"""Tests of implicit_viz.core.gradients, one file per module of the package."""
