@@ -451,22 +451,14 @@ def bytes_per_cell(request: SweepRequest) -> int:
     per_row_values = sum(1 for ax in [request.x, request.y] if ax is not None) * max(
         (t.size for t in request.spec.tensors), default=1
     )
-    state = {
-        # history 2 m D, a step's residuals m D and Gram-sized arrays 3 m^2 (Anderson.history_bytes)
-        "anderson": _anderson_words(int(request.solver_options.get("m", 5)), d),
-        "broyden": 3 * d * d,
-        "newton": 4 * d * d,
-    }.get(request.solver, 0)
-    if request.solver == "newton":
+    slv = resolve_solver(request.solver, request.solver_options)
+    state = -(-slv.state_bytes(1, d, request.dtype) // item)  # as the solver declares it
+    if slv.jac_evals_per_step:
         state += 2 * d * per_row_values  # its autograd Jacobians repeat each row's values D times
     words = d * (14 + h) + per_row_values + state + 16
     if request.orbit:
         words += request.orbit * d
     return words * item + 48
-
-
-def _anderson_words(m: int, d: int) -> int:
-    return 3 * m * d + 3 * m * m + 2 * m + 64
 
 
 def tile_size(request: SweepRequest) -> int:

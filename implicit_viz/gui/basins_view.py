@@ -167,6 +167,10 @@ class BasinsView(QWidget):
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setEnabled(False)
+        self.pause_button.setToolTip("hold the sweep where it is (the machine is free meanwhile)")
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
@@ -176,6 +180,7 @@ class BasinsView(QWidget):
         self.y_combo.textActivated.connect(lambda t: self._on_target(t, self.y_lo, self.y_hi))
         self.run_button.clicked.connect(lambda _c=False: self.run())
         self.cancel_button.clicked.connect(lambda _c=False: self.cancel())
+        self.pause_button.toggled.connect(self.set_paused)
 
         grid = QGridLayout()
         for row, (name, combo, lo, hi) in enumerate(
@@ -191,6 +196,7 @@ class BasinsView(QWidget):
         grid.addWidget(self.resolution, 0, 7)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
+        buttons.addWidget(self.pause_button)
         buttons.addWidget(self.cancel_button)
         grid.addLayout(buttons, 1, 6, 1, 2)
         grid.addWidget(self.progress_bar, 0, 8, 2, 1)
@@ -434,11 +440,27 @@ class BasinsView(QWidget):
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("preview %p%")
         self.cancel_button.setEnabled(True)
+        self.pause_button.setEnabled(True)
+        self.set_paused(False)
         return self._sweep_id
 
     def cancel(self) -> None:
         """Stop the running sweep; the picture keeps the cells solved so far."""
+        self.set_paused(False)
         self.worker.cancel()
+
+    def set_paused(self, paused: bool) -> None:
+        """Hold the running sweep at its next check point, or let it go on."""
+        if paused:
+            self.worker.pause()
+            self.progress_bar.setFormat("paused %p%")
+        else:
+            self.worker.resume()
+        if self.pause_button.isChecked() != paused:
+            self.pause_button.blockSignals(True)
+            self.pause_button.setChecked(paused)
+            self.pause_button.blockSignals(False)
+        self.pause_button.setText("Resume" if paused else "Pause")
 
     @property
     def running(self) -> bool:
@@ -484,7 +506,8 @@ class BasinsView(QWidget):
     def _on_progress(self, sweep_id: int, fraction: float, stage: int) -> None:
         if sweep_id != self._sweep_id or self._stale:
             return
-        self.progress_bar.setFormat(("preview" if stage == 0 else "refining") + " %p%")
+        word = "paused" if self.worker.paused else ("preview" if stage == 0 else "refining")
+        self.progress_bar.setFormat(word + " %p%")
         self.progress_bar.setValue(round(1000 * fraction))
 
     def _on_rendered(self, sweep_id: int, result: SweepResult, rgb: np.ndarray) -> None:
@@ -498,6 +521,7 @@ class BasinsView(QWidget):
             return
         self._result = result
         self.cancel_button.setEnabled(False)
+        self.pause_button.setEnabled(False)
         if self._stale:  # cancelled by a change of spec: the stale note stays
             self.progress_bar.setFormat("stopped: the spec changed")
             self.sweepFinished.emit(result)
@@ -515,6 +539,7 @@ class BasinsView(QWidget):
         if sweep_id != self._sweep_id:
             return
         self.cancel_button.setEnabled(False)
+        self.pause_button.setEnabled(False)
         self.progress_bar.setFormat("failed")
         self._show_error(f"sweep failed: {message}")
 

@@ -399,3 +399,38 @@ def test_worker_newest_request_wins(worker, qtbot):
     fr = [f for sid, f, _ in progress if sid == second]
     assert fr and fr[-1] == pytest.approx(1.0) and all(0 <= f <= 1 for f in fr)
     assert not math.isnan(fr[0])
+
+
+def test_pause_holds_the_sweep_and_resume_finishes_it_unchanged(view, qtbot):
+    """Pause stops progress (no new cells while held); Resume finishes with exactly the cells
+    of an uninterrupted sweep of the same request."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    from implicit_viz.core.sweep import sweep
+
+    view.set_problem(Problem(load_spec("tanh_layer"), settings=float32_settings(max_iter=2000)))
+    view.set_axes("a", "x[0]", x_range=(0.0, 3.0), y_range=(-2.0, 2.0))
+    view.resolution.setValue(160)
+    fractions = []
+    view.worker.progress.connect(lambda _sid, frac, _stage: fractions.append(frac))
+    with qtbot.waitSignal(view.worker.progress, timeout=30_000):
+        view.run()
+    view.pause_button.click()
+    assert view.worker.paused and view.pause_button.text() == "Resume"
+    time.sleep(0.3)  # anything already on its way arrives
+    QApplication.processEvents()
+    held = len(fractions)
+    time.sleep(0.6)
+    QApplication.processEvents()
+    assert len(fractions) == held  # no progress while paused
+    assert view.running
+    with qtbot.waitSignal(view.sweepFinished, timeout=120_000) as done:
+        view.pause_button.click()
+    assert not view.worker.paused and view.pause_button.text() == "Pause"
+    result = done.args[0]
+    assert result.complete and not result.cancelled
+    truth = sweep(view.build_request())
+    np.testing.assert_array_equal(result.status, truth.status)
+    np.testing.assert_array_equal(result.iterations, truth.iterations)
