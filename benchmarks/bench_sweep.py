@@ -1026,10 +1026,10 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     """One library sweep with timers wrapped around the engine's pieces (the module attributes
     are patched for the run and restored), then one under cProfile for the hottest leaves."""
     import implicit_viz.core.compiled_map as prb
-    import implicit_viz.core.driver as drv
+    import implicit_viz.core.driver.pieces as pcs
+    import implicit_viz.core.driver.rows as rws
     import implicit_viz.core.lyapunov as lya
     import implicit_viz.core.sweep as swm
-    import implicit_viz.core.sweep_loop as swl
 
     req = library_request(g, device)
     sync = make_sync(device)
@@ -1047,7 +1047,7 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     cyc_l, conf_l, pts_l = (
         "  cycle tests (detect_period)",
         "  cycle confirmations (confirm_period)",
-        "  cycle points (_store_cycles)",
+        "  cycle points (cycle_points)",
     )
 
     def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -1071,12 +1071,9 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     patches = [
         (swm, "solve", solve_l),
         (prb.BatchLastView, "__call__", "map"),
-        (drv, "detect_period", cyc_l),  # each loop holds its own reference to the function
-        (swl, "detect_period", cyc_l),
-        (drv, "confirm_period", conf_l),
-        (swl, "confirm_period", conf_l),
-        (drv, "_store_cycles", pts_l),
-        (swl, "_cycle_points", pts_l),  # the lean loop's counterpart
+        (pcs, "detect_period", cyc_l),  # both loops call it through driver.pieces
+        (pcs, "confirm_period", conf_l),
+        (rws, "cycle_points", pts_l),
         (lya.TwinOrbit, "advance", twin_l),
         (swm, "_tile_problem", "_tile_problem (per-tile map set-up)"),
         (swm._BasinIndex, "assign", "basins: _BasinIndex.assign"),

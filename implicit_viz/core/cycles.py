@@ -1,8 +1,9 @@
 """The cycle test of the driver loops: does a row of iterates repeat with period 2..max_period?
 
-Both loops (``driver._run`` and ``sweep_loop.run_lean``) keep a ring ``(h, D, Bw)`` of the
-last iterates, ``ring[t % h]`` holding ``z_t``, and call :func:`detect_period` at their check
-points. For large batches the ring is tens of megabytes and reading it sets the cost, so the
+The driver's loops (general and lean, :mod:`implicit_viz.core.driver`) keep a ring
+``(h, D, Bw)`` of the last iterates (:class:`implicit_viz.core.driver.pieces.Ring`),
+``ring[t % h]`` holding ``z_t``, and call :func:`detect_period` at their check points through
+one :class:`~implicit_viz.core.driver.pieces.CycleWatch`. For large batches the ring is tens of megabytes and reading it sets the cost, so the
 test works in stages: a prefilter on the first component only (one lag at a time over the
 whole batch, or all lags in one block for narrow batches), the full test at the first
 candidate lag by gathering four points per row, and the test at every lag only for the rows

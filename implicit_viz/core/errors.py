@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 
 class SpecError(ValueError):
     """A spec (file, expression, value or override) is invalid.
@@ -98,3 +101,11 @@ class Cancelled(Exception):
 
     def __init__(self, message: str = "cancelled") -> None:
         super().__init__(message)
+
+
+def unknown_name(kind: str, name: str, known: Sequence[str]) -> SolverError:
+    """:class:`SolverError` ``"unknown KIND 'name'; known: a, b. Did you mean 'a'?"`` for a
+    registry lookup that failed (solvers, gradient methods)."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return SolverError(f"unknown {kind} '{name}'; known: {', '.join(known)}.{hint}")

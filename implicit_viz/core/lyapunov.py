@@ -5,8 +5,8 @@ orbit and renormalised to that distance every second step, along the direction i
 exponent is the mean log growth per step (natural log). Negative: the orbit contracts (a
 fixed point or a cycle); about 0: a quasi-periodic orbit; positive: chaos.
 
-The driver loops carry a :class:`TwinOrbit` beside the working batch over the last
-``lyapunov_steps`` steps of the budget, so the orbit itself costs nothing extra; only the twin
+The driver's loops (:mod:`implicit_viz.core.driver`, through its shared pieces) carry a
+:class:`TwinOrbit` beside the working batch over the last ``lyapunov_steps`` steps of the budget, so the orbit itself costs nothing extra; only the twin
 is evaluated. :func:`lyapunov_estimate` runs an orbit and its twin on their own.
 """
 

@@ -5,12 +5,11 @@ it). The built-ins live in :mod:`implicit_viz.core.gradients.methods`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from implicit_viz.core.errors import SolverError
+from implicit_viz.core.errors import SolverError, unknown_name
 
 if TYPE_CHECKING:
     import torch
@@ -113,11 +112,7 @@ def method_info(name: str) -> GradMethod:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise SolverError(
-            f"unknown gradient method '{name}'; known: {', '.join(_REGISTRY)}.{hint}"
-        ) from None
+        raise unknown_name("gradient method", name, list(_REGISTRY)) from None
 
 
 def _load_builtins() -> None:

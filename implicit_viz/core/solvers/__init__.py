@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 import re
@@ -14,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from implicit_viz.core.errors import SolverError
+from implicit_viz.core.errors import SolverError, unknown_name
 from implicit_viz.core.solvers.base import Solver
 
 _REGISTRY: dict[str, type[Solver]] = {}
@@ -46,11 +45,7 @@ def solver_class(name: str) -> type[Solver]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise SolverError(
-            f"unknown solver '{name}'; known: {', '.join(available_solvers())}.{hint}"
-        ) from None
+        raise unknown_name("solver", name, available_solvers()) from None
 
 
 def solver_options(name: str) -> dict[str, Any]:

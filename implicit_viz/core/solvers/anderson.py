@@ -89,6 +89,10 @@ class Anderson(Solver):
         fs[:, 0] = fz.T
         return (xs, fs, 1)
 
+    def state_summary(self, state) -> dict[str, Any]:
+        """``{"history": iterates in use}`` (at most ``m``)."""
+        return {"history": min(state[2], self.m)}
+
     def take(self, state, index):
         xs, fs, n = state
         return (xs[index], fs[index], n)

@@ -86,6 +86,11 @@ class Solver:
         """One step: returns ``(z_new, f(z_new), state)``, each of the input's shape."""
         raise NotImplementedError
 
+    def state_summary(self, state: State) -> dict[str, Any]:
+        """A small plain summary of ``state`` for step-by-step views (JSON-ready values), e.g.
+        how much history is in use; ``{}`` for solvers without state."""
+        return {}
+
     def iteration_map(self, f: BatchLastMap) -> BatchLastMap | None:
         """The map ``z -> z_next`` this solver iterates, when it is a map of ``z`` alone (used
         for Lyapunov estimates); None for solvers with memory or Jacobians."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -46,6 +47,13 @@ class Broyden(Solver):
         self.check_dense_state(z, "Broyden's inverse Jacobians")
         eye = torch.eye(d, dtype=z.dtype, device=z.device)
         return -eye.expand(b, d, d).clone()
+
+    def state_summary(self, state) -> dict[str, Any]:
+        """``{"h_change": largest ||H + I||_F over the batch}``: how far the inverse-Jacobian
+        estimate has moved from its start ``-I``."""
+        d = state.shape[-1]
+        eye = torch.eye(d, dtype=state.dtype, device=state.device)
+        return {"h_change": float(torch.linalg.matrix_norm(state + eye).amax())}
 
     def take(self, state, index):
         return state[index]

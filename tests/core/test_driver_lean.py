@@ -1,5 +1,5 @@
-"""The lean loop for naive and damped iteration (``sweep_loop``) against the general driver
-loop (``driver._run``) on the same cells, the cycle test's fast path against the test at every
+"""The lean loop for stateless solvers (``driver.lean``) against the general driver loop
+(``driver.general``) on the same cells, the cycle test's fast path against the test at every
 lag, and the batch helpers against plain torch."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import implicit_viz.core.sweep_loop as sweep_loop
 from implicit_viz.core import driver
 from implicit_viz.core.batchops import col_norm, col_sqnorm, col_sqnorm_, take_cols
 from implicit_viz.core.compiled_map import compile_spec
+from implicit_viz.core.driver import lean as lean_loop
+from implicit_viz.core.driver.general import run_general
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import get_solver
 from implicit_viz.core.spec import load_spec
@@ -44,7 +45,7 @@ def grid_problem(preset: str, ax: str, ay: str, n: int, dtype: str = "float32"):
 def general(fm, solver, z0, opts: SolveOptions, **kw):
     """The general driver loop, whatever ``solve`` would dispatch to."""
     with torch.no_grad():
-        return driver._run(fm, driver.resolve_solver(solver), z0, opts, kw.get("progress"), None)
+        return run_general(fm, driver.resolve_solver(solver), z0, opts, kw.get("progress"), None)
 
 
 def assert_same(a, b) -> None:
@@ -82,10 +83,10 @@ def test_lean_loop_equals_the_general_loop_on_every_cell(request, grid, solver, 
     spec, fm, z0 = request.getfixturevalue(grid)
     opts = replace(sweep_options(spec, dtype="float32"), **over)
     slv = driver.resolve_solver(solver)
-    assert sweep_loop.lean_applies(slv, opts)
+    assert lean_loop.lean_applies(slv, opts)
     ref = general(fm, slv, z0, opts)
     with torch.no_grad():
-        got = sweep_loop.run_lean(fm, slv, z0, opts)
+        got = lean_loop.run_lean(fm, slv, z0, opts)
     assert_same(ref, got)
     if grid == "logistic_grid" and solver == "fixed_point" and over.get("max_iter", 200) >= 200:
         counts = np.bincount(got.status.numpy(), minlength=len(Status))
@@ -114,20 +115,20 @@ def test_lean_loop_equals_the_general_loop_on_diverging_rows(solver):
     slv = driver.resolve_solver(solver)
     ref = general(fm, slv, z0.double(), opts)
     with torch.no_grad():
-        got = sweep_loop.run_lean(fm, slv, z0.double(), opts)
+        got = lean_loop.run_lean(fm, slv, z0.double(), opts)
     assert_same(ref, got)
     assert Status.DIVERGED in got.statuses and Status.CONVERGED in got.statuses
 
 
 def test_solve_uses_the_lean_loop_only_where_it_applies(monkeypatch, tanh_map):
     calls = []
-    real = sweep_loop.run_lean
+    real = lean_loop.run_lean
 
     def spy(*a, **k):
         calls.append(a[1].name)
         return real(*a, **k)
 
-    monkeypatch.setattr(sweep_loop, "run_lean", spy)
+    monkeypatch.setattr(lean_loop, "run_lean", spy)
     driver.solve(tanh_map, "fixed_point", history=False)
     driver.solve(tanh_map, "damped", history=False)
     assert calls == ["fixed_point", "damped"]
@@ -144,7 +145,7 @@ def test_a_sweep_gives_the_general_loops_picture(monkeypatch):
         spec, Axis.parse("a=0:3:40"), Axis.parse("x[0]=-2:2:30"), tile_size=500, preview=2
     )
     lean = sweep(req)
-    monkeypatch.setattr(sweep_loop, "lean_applies", lambda *a: False)
+    monkeypatch.setattr(lean_loop, "lean_applies", lambda *a: False)
     ref = sweep(req)
     for name in ("status", "iterations", "period", "basin", "residual", "lyapunov", "z"):
         np.testing.assert_array_equal(getattr(lean, name), getattr(ref, name), err_msg=name)
@@ -170,7 +171,7 @@ def test_cancel_and_progress_in_the_lean_loop(logistic_map):
     assert int(res.iterations[0]) < 29 and res.iterations[1:].tolist() == [29, 29]
     assert torch.isnan(res.lyapunov).all()
     with torch.no_grad():
-        ref = driver._run(
+        ref = run_general(
             fm, driver.resolve_solver("fixed_point"), fm.start(3), opts, None, after(30)
         )
     assert_same(ref, res)
@@ -179,7 +180,7 @@ def test_cancel_and_progress_in_the_lean_loop(logistic_map):
     opts = replace(opts, max_iter=300)
     driver.solve(fm, "fixed_point", options=opts, progress=lambda k, n: seen.append((k, n)))
     with torch.no_grad():
-        driver._run(
+        run_general(
             fm,
             driver.resolve_solver("fixed_point"),
             fm.start(3),
@@ -228,7 +229,7 @@ def test_cycle_points_off_keeps_every_outcome_and_leaves_cycle_empty(logistic_gr
     on = replace(sweep_options(spec, dtype="float32"), cycles=True)
     off = replace(on, cycles=False)
     with torch.no_grad():
-        run = sweep_loop.run_lean if lean else (lambda *a: general(*a))
+        run = lean_loop.run_lean if lean else (lambda *a: general(*a))
         a, b = run(fm, slv, z0, on), run(fm, slv, z0, off)
     for name in ("status", "iterations", "period", "z", "residual", "lyapunov"):
         assert torch.equal(getattr(a, name).nan_to_num(7.0), getattr(b, name).nan_to_num(7.0))

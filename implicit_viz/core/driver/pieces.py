@@ -1,0 +1,213 @@
+"""The rules every driver loop applies to its working batch, in one place.
+
+The general loop (:mod:`.general`), the lean loop (:mod:`.lean`) and the stepping generator
+(:mod:`.stepping`) all stop rows with these pieces, so they cannot drift apart:
+
+* the stop test: converged (squared residual at most the threshold), non-finite, or beyond
+  ``div_bound`` (:func:`stop_key`, :func:`stop_codes`);
+* the live mask and compaction of the working rows (:class:`Working`);
+* the cycle test: a ring of the last iterates (:class:`Ring`), candidates found at test steps
+  and confirmed a few steps later (:class:`CycleWatch`);
+* the Lyapunov twin orbit over the last steps of the budget and the rule for rows still running
+  at the end (:func:`start_twin`, :func:`end_codes`);
+* one step of the solver, the twin carried along (:func:`advance`).
+
+All tensors are batch-last: ``z`` is ``(D, Bw)`` over the ``Bw`` working rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from implicit_viz.core.batchops import col_absmax, take_cols
+from implicit_viz.core.cycles import confirm_period, confirm_step, detect_period
+from implicit_viz.core.lyapunov import TwinOrbit, twin_start_step
+from implicit_viz.core.result import SolveOptions
+from implicit_viz.core.solvers import Solver
+from implicit_viz.core.status import Status
+
+CONVERGED, DIVERGED, PERIODIC = int(Status.CONVERGED), int(Status.DIVERGED), int(Status.PERIODIC)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stop test
+# ---------------------------------------------------------------------------------------------
+
+
+def stop_key(
+    sq: torch.Tensor, z: torch.Tensor, div_bound: float | None, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The stop test's key ``(Bw,)`` from the squared residuals ``sq (Bw,)`` at ``z (D, Bw)``: a
+    row stops where ``key <= thr2`` (its squared tolerance). NaN and inf go to 0, below any
+    tolerance, so one comparison catches non-finite rows too; with ``div_bound`` (at check
+    points) rows beyond it get 0 as well. Written into ``out`` when given."""
+    key = torch.nan_to_num(sq, nan=0.0, posinf=0.0, out=out)
+    if div_bound is not None:
+        key.masked_fill_(col_absmax(z) > div_bound, 0.0)
+    return key
+
+
+def stop_codes(sq: torch.Tensor, thr2: torch.Tensor | float) -> torch.Tensor:
+    """Status of rows the stop test stopped, from their squared residuals ``sq (n,)``:
+    converged where ``sq <= thr2``, else diverged (non-finite or beyond the bound)."""
+    return torch.where(sq <= thr2, CONVERGED, DIVERGED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Working rows
+# ---------------------------------------------------------------------------------------------
+
+
+class RowMap:
+    """The global row of each working row: ``rows (Bw,)``, None while the working batch is the
+    whole batch; compaction keeps some of the working rows."""
+
+    def __init__(self) -> None:
+        self.rows: torch.Tensor | None = None
+
+    def global_rows(self, sel: torch.Tensor) -> torch.Tensor:
+        """Global rows of working rows ``sel (n,)``."""
+        return sel if self.rows is None else self.rows.index_select(0, sel)
+
+    def compact(self, keep: torch.Tensor) -> None:
+        """Keep working rows ``keep (n,)``."""
+        self.rows = keep if self.rows is None else self.rows.index_select(0, keep)
+
+
+class Working(RowMap):
+    """Which working rows still run: ``live (Bw,)`` bool and its complement ``dead (Bw,)``
+    side by side (the stop test masks with ``dead`` every step), and their global rows.
+
+    (The lean loop keeps its own live mark, a negative threshold, and uses a :class:`RowMap`.)
+    """
+
+    def __init__(self, width: int, device: torch.device) -> None:
+        super().__init__()
+        self._reset(width, device)
+
+    def _reset(self, width: int, device: torch.device) -> None:
+        self.width = width
+        self.live = torch.ones(width, dtype=torch.bool, device=device)
+        self.dead = torch.zeros(width, dtype=torch.bool, device=device)
+        self.n_live = width
+
+    def stop(self, sel: torch.Tensor) -> None:
+        """Mark working rows ``sel (n,)`` (indices) as stopped."""
+        self.live[sel] = False
+        self.dead[sel] = True
+        self.n_live -= int(sel.numel())
+
+    def compact(self, keep: torch.Tensor) -> None:
+        """Keep working rows ``keep (n,)`` (all of them live)."""
+        super().compact(keep)
+        self._reset(int(keep.shape[0]), keep.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cycle test
+# ---------------------------------------------------------------------------------------------
+
+
+class Ring:
+    """The last ``h`` iterates of the working rows: ``ring[t % h]`` holds ``z_t``, ``(h, D, Bw)``.
+
+    ``count`` is how many consecutive iterates up to the current step are recorded. The storage
+    is allocated once and reused across compactions."""
+
+    def __init__(self, h: int, z: torch.Tensor) -> None:
+        d, bw = z.shape
+        self.h = h
+        self._store = z.new_empty(h * d * bw)
+        self.count = 0
+        self._view(d, bw)
+
+    def _view(self, d: int, bw: int) -> None:
+        self.ring = self._store[: self.h * d * bw].view(self.h, d, bw)
+
+    def record(self, k: int, z: torch.Tensor) -> None:
+        """Record ``z_k (D, Bw)``."""
+        self.ring[k % self.h].copy_(z)
+        self.count += 1
+
+    def compact(self, keep: torch.Tensor, k: int, carry: int) -> None:
+        """Keep the columns ``keep (n,)``, and of the recorded iterates only the ``carry`` newest
+        (up to step ``k``): the ring then counts ``carry`` iterates."""
+        h = self.h
+        slots = torch.tensor([(k - j) % h for j in range(carry)], device=keep.device)
+        kept = take_cols(self.ring.index_select(0, slots), keep) if carry else None
+        self._view(self.ring.shape[1], int(keep.shape[0]))
+        if kept is not None:
+            self.ring[slots] = kept
+        self.count = carry
+
+
+class CycleWatch:
+    """Cycle candidates of the working rows, found by the test at a test step and confirmed
+    at :func:`~implicit_viz.core.cycles.confirm_step`: a chaotic orbit passing close to an
+    unstable cycle matches once and moves on, a cycle still holds."""
+
+    def __init__(self, width: int, device: torch.device) -> None:
+        self.candidate = torch.zeros(width, dtype=torch.int64, device=device)  # period, or 0
+        self.confirm_at: int | None = None  # the step at which candidates are confirmed
+
+    def test(self, ring: Ring, k: int, opts: SolveOptions, done: torch.Tensor) -> None:
+        """The cycle test at step ``k`` on the rows not ``done (Bw,)``: new candidates."""
+        found, per = detect_period(ring.ring, k, ring.h, opts, done, ring.count)
+        if found is None or not bool(found.any()):
+            self.candidate.zero_()
+            return
+        self.candidate = per
+        self.confirm_at = confirm_step(k, opts)
+
+    def confirm(
+        self, ring: Ring, k: int, opts: SolveOptions, live: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """At the confirmation step ``k``: the ``live (Bw,)`` candidates whose cycle still
+        holds, as working rows ``(n,)`` and their periods ``(n,)``; candidates are cleared."""
+        self.confirm_at = None
+        sel = ((self.candidate > 0) & live).nonzero().squeeze(1)
+        per = self.candidate.index_select(0, sel)
+        self.candidate.zero_()
+        if sel.numel():
+            ok = confirm_period(ring.ring, k, ring.h, opts, sel, per) & (per + 2 <= ring.count)
+            sel, per = sel[ok], per[ok]
+        return sel, per
+
+    def compact(self, keep: torch.Tensor) -> None:
+        self.candidate = self.candidate.index_select(0, keep)
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps, the Lyapunov twin and the end of the budget
+# ---------------------------------------------------------------------------------------------
+
+
+def start_twin(slv: Solver, f: Any, opts: SolveOptions) -> int | None:
+    """The step at which a loop starts its :class:`~implicit_viz.core.lyapunov.TwinOrbit`
+    (``lyapunov_steps`` before the end of the budget), None for no Lyapunov estimate."""
+    return twin_start_step(opts.max_iter, opts.lyapunov_steps, slv.iteration_map(f) is not None)
+
+
+def advance(
+    slv: Solver, f: Any, z: torch.Tensor, fz: torch.Tensor, state: Any, twin: TwinOrbit | None
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """One step of ``slv`` on the working batch, the twin orbit (if any) carried along."""
+    z, fz, state = slv.step(f, z, fz, state)
+    if twin is not None:
+        twin.advance(slv.iteration_map(f), z)
+    return z, fz, state
+
+
+def end_codes(
+    sel: torch.Tensor, twin: TwinOrbit | None, opts: SolveOptions, cancelled: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Status of working rows ``sel (n,)`` still running when the loop ends: ``max_iter``, or
+    ``chaotic`` where the twin's Lyapunov estimate is above ``chaos_threshold``; ``not_run``
+    when cancelled. Returns the codes ``(n,)`` and the estimates ``(n,)`` (None without)."""
+    code = torch.full_like(sel, int(Status.NOT_RUN if cancelled else Status.MAX_ITER))
+    if cancelled or twin is None or not twin.steps:
+        return code, None
+    lam = twin.exponent(sel)
+    return torch.where(lam > opts.chaos_threshold, int(Status.CHAOTIC), code), lam
