@@ -192,6 +192,9 @@ class GeneralLoop:
         """Every element now, batch-first copies: ``z (B, D)``, ``fz (B, D)``, residual ``(B,)``
         and status ``(B,)`` (``not_run`` while running); finished rows as they stopped."""
         out, work = self.out, self.work
+        if work.n_live == work.width and work.rows is None:  # all running: the working batch
+            status = out.status.clone()
+            return self.z.T.clone(), self.fz.T.clone(), self.sq.sqrt(), status
         z, fz, res = out.z.clone(), out.fz.clone(), out.residual.clone()  # type: ignore[union-attr]
         sel = work.live.nonzero().squeeze(1)
         if sel.numel():
