@@ -72,6 +72,9 @@ def test_cli_solve_finds_the_dottie_number(steffensen, capsys):
     (r,) = doc["results"]
     assert r["status"] == "converged" and r["z"][0] == pytest.approx(DOTTIE, abs=1e-10)
     assert r["solver_options"] == {"max_step": 0.5}
+    # the file describes the solver's options, so a reader needs no other document
+    (opt,) = doc["solver_descriptions"][steffensen]["options"]
+    assert (opt["name"], opt["range"], opt["default"]) == ("max_step", "(0, inf)", 1.0)
     # quadratic: far fewer steps than naive iteration's ~70 at rate 0.674 to 1e-12
     assert r["iterations"] <= 8
 
@@ -86,7 +89,9 @@ def test_cli_sweep_over_the_amplitude(steffensen, tmp_path, capsys):
     assert code == 0
     data = np.load(out)
     a = data["x_values"]
-    assert json.loads(str(data["metadata"]))["request"]["solver"] == steffensen
+    meta = json.loads(str(data["metadata"]))
+    assert meta["request"]["solver"] == steffensen
+    assert meta["solver_description"]["label"] == "Steffensen's method"
     z = data["z"].reshape(len(a), -1)[:, 0]
     # each cell's fixed point solves z = a cos z (bisection as the independent check)
     for ai, zi in zip(a, z):

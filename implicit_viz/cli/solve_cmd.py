@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 "dtype": meta["dtype"],
                 "options": meta["options"],
                 "status_codes": meta["status_codes"],
+                "solver_descriptions": meta["solver_descriptions"],
                 "trace": args.trace,
                 "results": [r.element(0) for r in results],
                 "notes": list(notes),

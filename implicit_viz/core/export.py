@@ -61,6 +61,8 @@ class ExportError(OSError):
 
 def metadata(spec: Spec | None, results: Sequence[SolveResult]) -> dict[str, Any]:
     """The self-description every export carries."""
+    from implicit_viz.core.solvers import describe_solver
+
     first = results[0] if results else None
     return {
         "format": TRACE_FORMAT,
@@ -69,6 +71,7 @@ def metadata(spec: Spec | None, results: Sequence[SolveResult]) -> dict[str, Any
         "spec": spec.to_toml() if spec else None,
         "options": first.options.to_dict() if first else None,
         "solvers": {r.solver: r.solver_options for r in results},
+        "solver_descriptions": {r.solver: describe_solver(r.solver) for r in results},
         "device": first.device if first else None,
         "dtype": first.dtype if first else None,
         "status_codes": {str(k): v for k, v in status_names().items()},

@@ -299,11 +299,15 @@ class SweepResult:
 
     def metadata(self) -> dict[str, Any]:
         from implicit_viz import __version__
+        from implicit_viz.core.solvers import describe_solver
 
         return {
             "format": SWEEP_FORMAT,
             "implicit_viz_version": __version__,
             "request": self.request.to_dict(),
+            "solver_description": describe_solver(
+                str(getattr(self.request.solver, "name", self.request.solver))
+            ),
             "x_target": self.request.x.target,
             "y_target": self.request.y.target if self.request.y else None,
             "array_layout": "cell arrays are (ny, nx): row = y index, column = x index",

@@ -48,6 +48,15 @@ def solver_class(name: str) -> type[Solver]:
         raise unknown_name("solver", name, available_solvers()) from None
 
 
+def describe_solver(name: str) -> dict[str, Any] | None:
+    """What solver ``name`` is and what its options mean (types, ranges, defaults), for
+    self-describing files; None for a name not registered (any more)."""
+    try:
+        return solver_class(name).describe()
+    except SolverError:
+        return None
+
+
 def solver_options(name: str) -> dict[str, Any]:
     """Option names of a solver with their defaults, e.g. ``{"m": 5, "lam": 1e-4, "beta": 1.0}``."""
     return {f.name: f.default for f in fields(solver_class(name))}
@@ -137,6 +146,7 @@ __all__ = [
     "available_solvers",
     "check_spec_solver_section",
     "coerce_option",
+    "describe_solver",
     "get_solver",
     "register_solver",
     "solver_class",
