@@ -31,7 +31,7 @@ import torch
 from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.driver import resolve_solver, solve
 from implicit_viz.core.errors import SolverError, SpecError, SweepError
-from implicit_viz.core.result import SolveOptions
+from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solver_settings import FLOAT32_MIN_TOL  # noqa: F401  (re-exported)
 from implicit_viz.core.spec import Spec, Target, parse_target
 from implicit_viz.core.status import Status, status_descriptions, status_names
@@ -610,7 +610,7 @@ def iter_sweep(
             if ids is not None and rank is not None:
                 flat_basin[idx[conv]] = np.where(ids >= 0, rank[np.maximum(ids, 0)], -1)
             if request.orbit:
-                result.orbit[idx] = _orbit(fm, solver, res.z, request.orbit)  # type: ignore[index]
+                result.orbit[idx] = _orbit(fm, solver, res, request.orbit)  # type: ignore[index]
             result.cell_iterations += int(res.iterations.sum())
             solved += int((st != int(Status.NOT_RUN)).sum())
             if (st == int(Status.NOT_RUN)).any():
@@ -651,16 +651,30 @@ def _tile_problem(
     return fm, z0
 
 
-def _orbit(fm: FixedPointMap, solver: Any, z: torch.Tensor, n: int) -> np.ndarray:
-    """``n`` iterates of the solver's iteration map (or ``f``) after the solve: ``(B, n, D)``."""
+def _orbit(fm: FixedPointMap, solver: Any, res: SolveResult, n: int) -> np.ndarray:
+    """``n`` iterates after the solve, per cell ``(B, n, D)``: what the solver does there.
+
+    A converged cell sits at its fixed point (``n`` copies of its ``z*``: iterating ``f`` from a
+    Newton or Broyden root that ``f`` repels would scatter dots the solver never visits). Other
+    cells continue with the solver's own steps: its iteration map where it has one, else
+    fresh steps of the solver itself (its state restarted at the last iterate)."""
     f = fm.as_batch_last()
-    step = solver.iteration_map(f) or f
-    zz = z.T.contiguous()
+    zz = res.z.T.contiguous()
     out = torch.empty(n, *zz.shape, dtype=zz.dtype, device=zz.device)
+    step_map = solver.iteration_map(f)
     with torch.no_grad():
-        for k in range(n):
-            zz = step(zz)
-            out[k] = zz
+        if step_map is not None:
+            for k in range(n):
+                zz = step_map(zz)
+                out[k] = zz
+        else:
+            fz = f(zz)
+            state = solver.init(f, zz, fz)
+            for k in range(n):
+                zz, fz, state = solver.step(f, zz, fz, state)
+                out[k] = zz
+        conv = res.status == int(Status.CONVERGED)
+        out[:, :, conv] = res.z.T[:, conv].unsqueeze(0)
     return out.permute(2, 0, 1).cpu().numpy().astype(np.float32)
 
 

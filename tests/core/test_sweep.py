@@ -1274,3 +1274,22 @@ def test_summary_of_a_large_grid_matches_numpy(monkeypatch):
         np.bincount(conv, minlength=len(res.fixed_points)) / res.status.size if conv.size else []
     )
     np.testing.assert_allclose(s["basin_fractions"], want_b)
+
+
+def test_newton_orbit_diagram_shows_each_converged_cell_at_its_fixed_point():
+    """Past a = 2.3 f repels the tanh layer's fixed point; Newton still finds it. The orbit
+    diagram shows those cells at z* (which solves z = tanh(a W z + x)), not at iterates of f."""
+    spec = load_spec("tanh_layer")
+    req = SweepRequest(spec, Axis("a", 2.3, 3.0, 24), solver="newton", dtype="float64", orbit=16)
+    res = sweep(req)
+    conv = res.status[0] == int(Status.CONVERGED)
+    assert conv.all()
+    w = np.array([[0.6, -1.1], [0.9, 0.4]])
+    x = np.array([0.5, -0.2])
+    for i, a in enumerate(res.x_values):
+        z = res.z[0, i].astype(np.float64)
+        np.testing.assert_allclose(np.tanh(a * w @ z + x), z, atol=1e-5)
+        np.testing.assert_allclose(res.orbit[i], np.broadcast_to(z, res.orbit[i].shape), atol=1e-6)
+    # and naive iteration is not at rest there (so the test would see the old scatter)
+    fp = sweep(SweepRequest(spec, Axis("a", 2.3, 3.0, 24), dtype="float64", orbit=16))
+    assert (fp.status[0] != int(Status.CONVERGED)).any()

@@ -31,6 +31,14 @@ def test_a_repelling_fixed_point_is_flagged_ill_posed():
     np.testing.assert_allclose(report.reference.gradient, -np.ones(3), rtol=1e-12)
     assert report.forward.status == "diverged"
     assert report.warnings  # the forward solve did not reach z*
+    # J = 2 I: u_k = g (2^k - 1), so the fixed-point backward residual grows; Anderson solves
+    # the linear system exactly in two steps. The message says which did what.
+    fp, aa = report.curve("implicit_fixed_point"), report.curve("implicit_anderson")
+    assert fp.residual[fp.steps_used - 1] > fp.residual[0]
+    assert "implicit_fixed_point: the backward residual grew" in report.ill_posed_message
+    assert aa.residual[aa.steps_used - 1] < 1e-10
+    assert "implicit_anderson: reached a backward residual of" in report.ill_posed_message
+    assert "implicit_anderson" not in report.ill_posed_message.split("grew")[0]
 
 
 def test_tanh_layer_with_a_large_weight_scale_is_ill_posed():
