@@ -81,6 +81,9 @@ class SolverTrace:
     trajectory: np.ndarray
     residuals: np.ndarray
     cycle: np.ndarray | None = None
+    #: The linear rate this solver should show near z* (``Solver.predicted_rate``), NaN where
+    #: theory gives none (history-dependent or superlinear methods) or no z* was reached.
+    predicted_rate: float = math.nan
 
     def row(self) -> dict[str, Any]:
         """The results-table row: plain, JSON-ready values (None where not applicable)."""
@@ -96,8 +99,36 @@ class SolverTrace:
             "f_evals": self.f_evals,
             "time_ms": self.time_s * 1e3,
             "observed_rate": num(self.observed_rate),
+            "predicted_rate": num(self.predicted_rate),
             "spectral_radius": num(self.spectral_radius),
+            "z": format_point(self.z) if self.status_code == int(Status.CONVERGED) else None,
         }
+
+
+def format_point(z: np.ndarray, most: int = 4) -> str:
+    """``"(0.4565, 0.2562)"``; the first ``most`` components and ``…`` beyond."""
+    parts = [f"{v:.4g}" for v in np.asarray(z, dtype=float).ravel()[:most]]
+    return "(" + ", ".join(parts) + (", …" if np.size(z) > most else "") + ")"
+
+
+def distinct_fixed_points(traces: tuple[SolverTrace, ...], tol: float) -> str:
+    """A note when converged solvers reached different fixed points (``""`` when they agree):
+    points within ``max(1e-6, 100 tol) (1 + ||z||_inf)`` of each other are one."""
+    groups: list[tuple[np.ndarray, list[str]]] = []
+    for t in traces:
+        if t.status_code != int(Status.CONVERGED) or not np.isfinite(t.z).all():
+            continue
+        for point, names in groups:
+            scale = max(1e-6, 100 * tol) * (1 + float(np.abs(point).max(initial=0.0)))
+            if float(np.abs(t.z - point).max(initial=0.0)) <= scale:
+                names.append(t.solver)
+                break
+        else:
+            groups.append((t.z, [t.solver]))
+    if len(groups) < 2:
+        return ""
+    parts = [f"{' and '.join(names)} at z* = {format_point(p)}" for p, names in groups]
+    return "different fixed points: " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -228,6 +259,9 @@ def run_live(
         skipped = r.extra.get("diagnostics_skipped")
         if skipped and skipped not in notes:
             notes = (*notes, skipped)
+    apart = distinct_fixed_points(traces, settings.tol)
+    if apart:
+        notes = (*notes, apart)
     cobweb = _cobweb(fmap, traces) if spec.dim == 1 and traces else None
     dev = str(fmap.device)
     return LiveSnapshot(
@@ -322,6 +356,7 @@ def _trace(r: SolveResult, settings: SolverSettings) -> SolverTrace:
         f_evals=int(r.f_evals[0]),
         time_s=float(r.time_s),
         observed_rate=_scalar(r.observed_rate),
+        predicted_rate=_scalar(r.predicted_rate),
         spectral_radius=_scalar(r.spectral_radius),
         lyapunov=lyap,
         z=r.z[0].detach().cpu().double().numpy(),

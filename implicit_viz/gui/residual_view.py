@@ -49,9 +49,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("f_evals", "f-evals"),
     ("time_ms", "time (ms)"),
     ("observed_rate", "observed rate"),
+    ("predicted_rate", "predicted rate"),
     ("spectral_radius", "ρ(df/dz*)"),
+    ("z", "z*"),
 )
-_TEXT_COLUMNS = {"solver", "outcome"}
+_TEXT_COLUMNS = {"solver", "outcome", "z"}
 
 
 def format_cell(value: Any) -> str:

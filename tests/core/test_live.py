@@ -174,3 +174,28 @@ def test_overrides_move_the_start_and_tensor_elements():
     z = t.z
     expected = np.tanh(0.5 * W_TANH @ z + np.array([-0.3, -0.2]))
     assert np.linalg.norm(expected - z) <= 1e-6
+
+
+def test_solvers_that_reach_different_fixed_points_are_named():
+    """Logistic map at r = 3.2 from x0 = 0.5 (its 2-cycle attracts naive iteration): Newton and
+    Anderson can land on either fixed point, 0 or 1 - 1/r. The table shows each one's z*, and
+    a note says when they differ."""
+    from implicit_viz.core.live import distinct_fixed_points
+
+    spec = load_spec("logistic").with_overrides({"r": 3.2})
+    snap = run_live(
+        LiveRequest(spec=spec, settings=SolverSettings(solvers=("anderson", "newton", "broyden")))
+    )
+    roots = {0.0, 1 - 1 / 3.2}
+    found = {}
+    for t in snap.traces:
+        if t.status == "converged":
+            (z,) = t.z
+            assert min(abs(z - r) for r in roots) < 1e-6  # a true fixed point of r x (1 - x)
+            found[t.solver] = z
+            assert t.row()["z"] == f"({z:.4g})"
+    distinct = {round(z, 6) for z in found.values()}
+    note = distinct_fixed_points(snap.traces, 1e-6)
+    assert bool(note) == (len(distinct) > 1)
+    if note:
+        assert note in snap.notes and "different fixed points" in snap.summary()

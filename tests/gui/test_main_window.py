@@ -429,7 +429,11 @@ def test_after_a_basins_click_every_view_solves_the_same_problem(qtbot, window):
     # the cell's x[0] matters: without it (x[0] = 0.5) the answer would differ
     assert abs(x0 - 0.5) > 0.1
     assert live.spectral_radius == pytest.approx(rho, rel=1e-6)
-    assert window.residuals.table().item(0, 7).text() == f"{rho:.3g}"  # the ρ column
+    from implicit_viz.gui.residual_view import COLUMNS
+
+    table, col = window.residuals.table(), [k for k, _ in COLUMNS]
+    assert table.item(0, col.index("spectral_radius")).text() == f"{rho:.3g}"
+    assert table.item(0, col.index("z")).text().startswith(f"({z[0]:.4g}, ")
 
     # the hover of that cell
     np.testing.assert_allclose(res.z[iy, ix], z, atol=1e-4)  # float32 sweep

@@ -369,7 +369,9 @@ def test_residual_table_rows_equal_trace_rows(qtbot):
         "f-evals",
         "time (ms)",
         "observed rate",
+        "predicted rate",
         "ρ(df/dz*)",
+        "z*",
     ]
     assert table.rowCount() == len(snap.traces)
     for row, trace in enumerate(snap.traces):
@@ -396,7 +398,9 @@ def test_residual_table_marks_diverged(qtbot):
         else:
             assert outcome.background().style().name == "NoBrush"
     assert "diverged" in table.item(0, 1).text()
-    assert table.item(0, 7).text() == "—"  # no spectral radius at a diverged end
+    col = [k for k, _ in COLUMNS]
+    assert table.item(0, col.index("spectral_radius")).text() == "—"  # none at a diverged end
+    assert table.item(0, col.index("z")).text() == "—"  # no z* either
 
 
 def test_residual_view_reuses_items_and_follows_solver_set(qtbot):
