@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -195,7 +195,6 @@ class MapCache:
         self._fmap: FixedPointMap | None = None
 
     def get(self, spec: Spec, seeds: Mapping[str, int], device: str, dtype: str) -> FixedPointMap:
-        from dataclasses import replace
 
         from implicit_viz.core.compiled_map import compile_spec
 
@@ -221,8 +220,7 @@ def run_live(
     A solve that blows up (NaN, inf) is not an error: it is a ``diverged`` trace.
     """
     from implicit_viz.core.driver import compare
-    from implicit_viz.core.result import SolveOptions
-    from implicit_viz.core.solver_settings import SolverSection
+    from implicit_viz.core.sweep import cell_options
 
     t0 = time.perf_counter()
     settings = request.settings
@@ -237,15 +235,9 @@ def run_live(
     if values:
         fmap = fmap.with_values(**values)
 
-    # the panel sets tol and max_iter; the spec's other stopping rules hold (not rtol: a
-    # live solve's residual curve is against the absolute tol line)
-    rules = SolverSection.of(spec).stopping
-    options = SolveOptions(
-        **{k: rules[k] for k in ("div_bound", "period_tol", "max_period") if k in rules},
-        tol=settings.tol,
-        max_iter=settings.max_iter,
-        trace=True,
-        diagnostics=True,
+    # the same stopping rules as a Basins sweep's cell (one answer per cell), records on
+    options = replace(
+        cell_options(spec, settings), trace=True, history=True, cycles=True, diagnostics=True
     )
     results = compare(
         fmap,
@@ -286,7 +278,6 @@ def _fit_solvers(dim: int, settings: SolverSettings) -> tuple[SolverSettings, tu
     the memory budget of :func:`~implicit_viz.core.limits.check_memory`, or above
     :data:`MAX_MATRIX_DIM` (steps there take minutes), with a note saying why; raise when no
     solver is left."""
-    from dataclasses import replace
 
     from implicit_viz.core.errors import LimitError, SolverError
     from implicit_viz.core.limits import check_memory, format_bytes

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solver_settings import FLOAT32_MIN_TOL  # noqa: F401  (re-exported)
 from implicit_viz.core.spec import Spec, Target, parse_target
 from implicit_viz.core.status import Status, status_descriptions, status_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from implicit_viz.core.solver_settings import SolverSettings
 
 MAX_AXIS_CELLS = 16_384
 MAX_CELLS = 1 << 26
@@ -73,6 +76,21 @@ def sweep_options(spec: Spec, dtype: str = "float32", **overrides: Any) -> Solve
     opts = SolverSection.of(spec).solve_options(SWEEP_OPTIONS, dtype, **overrides)
     # sparse cycle tests must span the ring of max_period + 2 iterates (see the driver)
     return replace(opts, period_every=max(opts.period_every, opts.max_period + 2))
+
+
+def cell_options(spec: Spec, settings: SolverSettings) -> SolveOptions:
+    """The stopping rules of one cell as the app solves it, in a Basins sweep and in the live
+    solve after a click on that cell alike (so both give the same outcome and period):
+    :func:`sweep_options` with the solver panel's tol (raised to what float32 resolves) and
+    max_iter. The live solve turns on its records (trace, history, cycle points) on top."""
+    from implicit_viz.core.solver_settings import fit_tol
+
+    return sweep_options(
+        spec,
+        settings.dtype,
+        tol=fit_tol(settings.tol, settings.dtype),
+        max_iter=int(settings.max_iter),
+    )
 
 
 _AXIS = re.compile(r"^\s*(?P<target>.+?)\s*=\s*(?P<lo>[^:]+):(?P<hi>[^:]+):(?P<n>[^:]+)\s*$")

@@ -27,10 +27,18 @@ from implicit_viz.core.solver_settings import MAX_LIVE_ITER
 from implicit_viz.core.solvers import available_solvers, solver_class
 from implicit_viz.core.solvers.options import OptionSpec
 
+OptionControl = QSpinBox | QDoubleSpinBox | QCheckBox
 
-def option_control(spec: OptionSpec) -> QSpinBox | QDoubleSpinBox:
-    """A spin box for one solver option: its range (an open end is approached by one step, or
-    by 0.01 for floats), its default, its help as tooltip."""
+
+def option_control(spec: OptionSpec) -> OptionControl:
+    """A control for one solver option: a check box for a yes/no option, else a spin box over
+    its range (an open end is approached by one step of the last decimal); its default; its
+    help as tooltip."""
+    if spec.kind is bool:
+        check = QCheckBox()
+        check.setChecked(bool(spec.default))
+        check.setToolTip(f"{spec.help} (default {'on' if spec.default else 'off'})")
+        return check
     if spec.kind is int:
         box: QSpinBox | QDoubleSpinBox = QSpinBox()
         lo = int(spec.ui_min) + (1 if spec.low_open else 0)
@@ -49,6 +57,20 @@ def option_control(spec: OptionSpec) -> QSpinBox | QDoubleSpinBox:
     return box
 
 
+def read_control(box: OptionControl, spec: OptionSpec) -> bool | int | float:
+    """The value a control shows, of its option's type."""
+    if isinstance(box, QCheckBox):
+        return box.isChecked()
+    return int(box.value()) if spec.kind is int else float(box.value())
+
+
+def write_control(box: OptionControl, value: bool | int | float) -> None:
+    if isinstance(box, QCheckBox):
+        box.setChecked(bool(value))
+    else:
+        box.setValue(value)
+
+
 class SolverPanel(QWidget):
     """Controls for :class:`SolverSettings`; ``changed`` fires on every accepted edit."""
 
@@ -60,7 +82,7 @@ class SolverPanel(QWidget):
         self._names = tuple(available_solvers())
         self._checks: dict[str, QCheckBox] = {}
         #: (solver, option) -> its control
-        self._options: dict[tuple[str, str], QSpinBox | QDoubleSpinBox] = {}
+        self._options: dict[tuple[str, str], OptionControl] = {}
         self._specs: dict[tuple[str, str], OptionSpec] = {}
         for name in self._names:
             cls = solver_class(name)
@@ -73,7 +95,8 @@ class SolverPanel(QWidget):
             for spec in cls.option_specs():
                 box = option_control(spec)
                 box.setObjectName(f"option_{name}_{spec.name}")
-                box.valueChanged.connect(self._emit)
+                signal = box.toggled if isinstance(box, QCheckBox) else box.valueChanged
+                signal.connect(self._emit)
                 form.addRow(f"    {spec.label or spec.name}", box)
                 self._options[(name, spec.name)] = box
                 self._specs[(name, spec.name)] = spec
@@ -107,7 +130,7 @@ class SolverPanel(QWidget):
         options: dict[str, dict[str, float | int]] = {}
         for (name, opt), box in self._options.items():
             spec = self._specs[(name, opt)]
-            value = int(box.value()) if spec.kind is int else float(box.value())
+            value = read_control(box, spec)
             if value != spec.default:
                 options.setdefault(name, {})[opt] = value
         return SolverSettings(
@@ -131,7 +154,7 @@ class SolverPanel(QWidget):
             self.tol.setStyleSheet("")
             self.max_iter.setValue(s.max_iter)
             for (name, opt), box in self._options.items():
-                box.setValue(s.option(name, opt))
+                write_control(box, s.option(name, opt))
             i = self.device.findText(s.device)
             self.device.setCurrentIndex(max(i, 0))
             self.dtype.setCurrentIndex(max(self.dtype.findText(s.dtype), 0))
@@ -142,7 +165,7 @@ class SolverPanel(QWidget):
     def check(self, name: str) -> QCheckBox:
         return self._checks[name]
 
-    def option_box(self, solver: str, option: str) -> QSpinBox | QDoubleSpinBox:
+    def option_box(self, solver: str, option: str) -> OptionControl:
         """The control of ``solver``'s ``option``."""
         return self._options[(solver, option)]
 

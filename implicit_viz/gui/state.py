@@ -86,14 +86,11 @@ class Problem:
         """The Basins sweep of this problem over axes ``x`` (and ``y``): the first chosen
         solver with its options, the panel's tol (raised to what float32 resolves) and
         max_iter, the spec's other stopping rules. Not validated (see ``core.sweep.validate``)."""
-        from implicit_viz.core.solver_settings import fit_tol
-        from implicit_viz.core.sweep import SweepRequest, sweep_options
+        from implicit_viz.core.sweep import SweepRequest, cell_options
 
         st = self.settings
         solver = st.solvers[0] if st.solvers else "fixed_point"
-        options = sweep_options(
-            self.resolved, st.dtype, tol=fit_tol(st.tol, st.dtype), max_iter=int(st.max_iter)
-        )
+        options = cell_options(self.resolved, st)
         return SweepRequest(
             spec=self.resolved,
             x=x,

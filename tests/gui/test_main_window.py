@@ -450,6 +450,42 @@ def test_after_a_basins_click_every_view_solves_the_same_problem(qtbot, window):
     assert report.spectral_radius == pytest.approx(rho, rel=1e-6)
 
 
+def test_a_clicked_cell_has_the_outcome_and_period_the_map_shows(qtbot, window):
+    """One answer per cell: the live solve after a click on a Basins cell uses the sweep's
+    stopping rules and dtype, so its first solver reports the cell's outcome and period."""
+    from implicit_viz.core.status import Status
+
+    load(qtbot, window, "tanh_layer")
+    settle(qtbot, window)
+    window.views.setCurrentWidget(window.basins)
+    window._update_context()
+    window.basins.set_axes("a", "x[0]", x_range=(0.0, 3.0), y_range=(-2.0, 2.0))
+    window.basins.resolution.setValue(16)
+    with qtbot.waitSignal(window.basins.sweepFinished, timeout=60_000):
+        window.basins.run()
+    res = window.basins.result()
+    labels = {Status(int(c)).label for c in np.unique(res.status)}
+    assert {"converged", "periodic"} <= labels  # the sample spans several outcomes
+    rng = np.random.default_rng(1)
+    picked = {}
+    for code in np.unique(res.status):  # two cells of every outcome on the map
+        iy, ix = np.argwhere(res.status == code)[
+            rng.permutation(int((res.status == code).sum()))[:2]
+        ].T
+        for a, b in zip(iy, ix):
+            picked[(int(a), int(b))] = code
+    for (iy, ix), code in picked.items():
+        a, x0 = float(res.x_values[ix]), float(res.y_values[iy])
+        with qtbot.waitSignal(window.snapshotShown, timeout=TIMEOUT):
+            window.basins._emit_click_at(a, x0)
+        settle(qtbot, window)
+        live = window.snapshot.traces[0]
+        assert (live.status, live.period) == (
+            Status(int(code)).label,
+            int(res.period[iy, ix]),
+        ), (a, x0)
+
+
 def test_gradient_tab_matches_the_backend(qtbot, window):
     from implicit_viz.core.gradients import gradient_lab
 
