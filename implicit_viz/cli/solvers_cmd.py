@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("what it does")
     table.add_column("options (default, range)")
     for r in rows:
-        opts = "\n".join(f"{o['name']}={o['default']:g} {o['range']}" for o in r["options"])
+        opts = "\n".join(f"{o['name']}={_show(o['default'])} {o['range']}" for o in r["options"])
         notes = [r["summary"]]
         if r["dense_matrix"]:
             notes.append("holds a D x D matrix per element")
@@ -43,3 +43,10 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(r["name"], "; ".join(notes), opts or "-")
     Console().print(table)
     return 0
+
+
+def _show(value: object) -> str:
+    """An option's default as typed on the command line: ``true``, ``5``, ``0.0001``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
