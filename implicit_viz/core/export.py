@@ -52,11 +52,27 @@ _PER_ELEMENT = (
     "predicted_rate",
     "observed_rate",
     "lyapunov",
+    "lyapunov_err",
+    "rate",
+    "steps_needed",
 )
 
 
 class ExportError(OSError):
     """A file could not be written (bad path, no permission, unknown format)."""
+
+
+#: What the end-of-budget arrays of a trace hold (the metadata's ``arrays``).
+EVIDENCE_DESCRIPTIONS = {
+    "lyapunov": "largest Lyapunov exponent per step (natural log) of elements out of budget "
+    "under naive or damped iteration, not a number elsewhere (null in JSON)",
+    "lyapunov_err": "uncertainty of lyapunov per step (gap of its two half-window estimates, "
+    "at least 2 / window), not a number where not estimated (null in JSON)",
+    "rate": "elements out of budget: the residual's fitted factor per step over the end window "
+    "(below 1: falling), not a number elsewhere (null in JSON)",
+    "steps_needed": "converging elements: steps beyond max_iter to reach tol at that rate, "
+    "not a number elsewhere (null in JSON)",
+}
 
 
 def metadata(spec: Spec | None, results: Sequence[SolveResult]) -> dict[str, Any]:
@@ -76,6 +92,7 @@ def metadata(spec: Spec | None, results: Sequence[SolveResult]) -> dict[str, Any
         "dtype": first.dtype if first else None,
         "status_codes": {str(k): v for k, v in status_names().items()},
         "status_descriptions": status_descriptions(),
+        "arrays": EVIDENCE_DESCRIPTIONS,
     }
 
 
@@ -303,7 +320,9 @@ def request_json_size(request: Any) -> int:
     from implicit_viz.core.sweep import MAX_Z_BYTES
 
     cells, d = request.cells, request.spec.dim
-    per_cell = 4 * _JSON_CHARS["i"] + 2 * _JSON_CHARS["f4"] + _JSON_CHARS["b"]
+    # status, iterations, period, basin; residual, lyapunov and the evidence (lyapunov_err,
+    # rate, steps_needed); done
+    per_cell = 4 * _JSON_CHARS["i"] + 5 * _JSON_CHARS["f4"] + _JSON_CHARS["b"]
     if cells * d * 4 <= MAX_Z_BYTES:
         per_cell += d * _JSON_CHARS["f4"]
     orbit = request.shape[1] * request.orbit * d * _JSON_CHARS["f4"]

@@ -84,6 +84,11 @@ class SolverTrace:
     #: The linear rate this solver should show near z* (``Solver.predicted_rate``), NaN where
     #: theory gives none (history-dependent or superlinear methods) or no z* was reached.
     predicted_rate: float = math.nan
+    #: End-of-budget evidence (NaN where not measured): the Lyapunov estimate's uncertainty,
+    #: the residual's fitted factor per step, the steps still needed (``converging``).
+    lyapunov_err: float = math.nan
+    rate: float = math.nan
+    steps_needed: float = math.nan
 
     def row(self) -> dict[str, Any]:
         """The results-table row: plain, JSON-ready values (None where not applicable)."""
@@ -166,8 +171,19 @@ class LiveSnapshot:
         )
 
 
-def outcome_message(status: Status, iterations: int, period: int, lyapunov: float) -> str:
-    """The outcome in words, e.g. ``"converged in 9 steps"``, ``"periodic, period 2"``."""
+def outcome_message(
+    status: Status,
+    iterations: int,
+    period: int,
+    lyapunov: float,
+    *,
+    lyapunov_err: float = math.nan,
+    rate: float = math.nan,
+    steps_needed: float = math.nan,
+) -> str:
+    """The outcome in words, e.g. ``"converged in 9 steps"``, ``"periodic, period 2"``,
+    ``"still converging at rate 0.968, about 190 more steps"``."""
+    pm = f" ± {lyapunov_err:.2g}" if math.isfinite(lyapunov_err) else ""
     if status == Status.CONVERGED:
         return f"converged in {iterations} step{'s' if iterations != 1 else ''}"
     if status == Status.DIVERGED:
@@ -177,9 +193,14 @@ def outcome_message(status: Status, iterations: int, period: int, lyapunov: floa
     if status == Status.PERIODIC:
         return f"periodic with period {period}"
     if status == Status.CHAOTIC:
-        return f"chaotic (Lyapunov exponent {lyapunov:.3g} per step)"
+        return f"chaotic (Lyapunov exponent {lyapunov:.3g}{pm} per step)"
+    if status == Status.CONVERGING:
+        more = f", about {steps_needed:,.0f} more steps" if math.isfinite(steps_needed) else ""
+        return f"still converging at rate {rate:.4g}{more} (out of budget at {iterations})"
+    if status == Status.QUASI_PERIODIC:
+        return f"quasi-periodic: an invariant circle (Lyapunov exponent {lyapunov:.2g}{pm})"
     if status == Status.MAX_ITER:
-        return f"no convergence in {iterations} steps (max_iter)"
+        return f"no convergence in {iterations} steps, no verdict (max_iter)"
     return "not run (cancelled)"
 
 
@@ -340,7 +361,15 @@ def _trace(r: SolveResult, settings: SolverSettings) -> SolverTrace:
         label=settings.label(r.solver),
         status=st.label,
         status_code=int(st),
-        message=outcome_message(st, n, period, lyap),
+        message=outcome_message(
+            st,
+            n,
+            period,
+            lyap,
+            lyapunov_err=_scalar(r.lyapunov_err),
+            rate=_scalar(r.rate),
+            steps_needed=_scalar(r.steps_needed),
+        ),
         iterations=n,
         residual=float(r.residual[0]),
         period=period,
@@ -354,6 +383,9 @@ def _trace(r: SolveResult, settings: SolverSettings) -> SolverTrace:
         trajectory=traj,
         residuals=res,
         cycle=cycle,
+        lyapunov_err=_scalar(r.lyapunov_err),
+        rate=_scalar(r.rate),
+        steps_needed=_scalar(r.steps_needed),
     )
 
 

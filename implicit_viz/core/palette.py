@@ -1,7 +1,8 @@
 """Colours of sweep pictures (NumPy only), shared by the CLI's PNG and the app's basins view.
 
-Each basin has its own hue, shaded by iterations (darker = more steps); diverged, max_iter,
-chaotic and not-yet-solved cells have colours of their own, periodic cells a warm colour per
+Each basin has its own hue, shaded by iterations (darker = more steps); diverged, max_iter
+(no verdict), chaotic, quasi-periodic and not-yet-solved cells have colours of their own,
+still-converging cells a light version of the converged blue, periodic cells a warm colour per
 period. :func:`legend` lists what appears in a picture. :func:`sweep_picture` colours a
 (partial) result the way the app draws it, :func:`shade_strip` shows the shading by iterations.
 """
@@ -54,6 +55,28 @@ STATUS_COLORS: dict[Status, RGB] = {
     Status.DIVERGED: (25, 25, 25),
     Status.MAX_ITER: (235, 235, 235),
     Status.CHAOTIC: (199, 21, 133),
+    # a light version of the converged blue: converging, just out of budget
+    Status.CONVERGING: (166, 206, 227),
+    # Okabe-Ito reddish purple, lighter than chaotic's magenta (the pair differs in lightness
+    # under every colour-vision deficiency)
+    Status.QUASI_PERIODIC: (204, 121, 167),
+}
+
+
+#: Outcomes with a colour of their own, in the order a legend lists them.
+LEGEND_ORDER = (
+    Status.CONVERGING,
+    Status.QUASI_PERIODIC,
+    Status.CHAOTIC,
+    Status.MAX_ITER,
+    Status.DIVERGED,
+    Status.NOT_RUN,
+)
+#: Legend words where the label alone says too little.
+LEGEND_WORDS = {
+    Status.CONVERGING: "still converging (out of budget)",
+    Status.QUASI_PERIODIC: "quasi-periodic",
+    Status.MAX_ITER: "max_iter (no verdict)",
 }
 
 
@@ -156,9 +179,9 @@ def legend(
     if long:
         shown = ", ".join(map(str, long[:4])) + (", ..." if len(long) > 4 else "")
         items.append((f"periodic, k >= {LONG_PERIOD} ({shown})", LONG_PERIOD_COLOR))
-    for st in (Status.CHAOTIC, Status.MAX_ITER, Status.DIVERGED, Status.NOT_RUN):
+    for st in LEGEND_ORDER:
         if (status == int(st)).any():
-            items.append((st.label.replace("_", " "), STATUS_COLORS[st]))
+            items.append((LEGEND_WORDS.get(st, st.label.replace("_", " ")), STATUS_COLORS[st]))
     return items
 
 

@@ -49,11 +49,16 @@ class SolveOptions:
     compact_every : int
         Steps between removals of finished elements from the working batch.
     lyapunov_steps : int
-        For elements still running at the budget, under naive or damped iteration: the
-        largest Lyapunov exponent is estimated from a twin orbit carried over this many last
-        steps of the budget (all of them when the budget is shorter; 0 turns it off).
+        The end window: for elements still running at the budget, the residual's fall is
+        fitted over this many last steps of the budget (all of them when the budget is
+        shorter; 0 turns it off), in two halves, and under naive or damped iteration the
+        largest Lyapunov exponent is estimated from a twin orbit carried over the same steps
+        (one estimate per half too). They decide ``converging``, ``chaotic``,
+        ``quasi_periodic`` or no verdict (``max_iter``); see
+        :func:`implicit_viz.core.lyapunov.end_verdict`.
     chaos_threshold : float
-        Such an element is ``chaotic`` when its exponent exceeds this (per step, natural log).
+        Such an element is ``chaotic`` when its exponent minus its uncertainty exceeds this
+        (per step, natural log).
     """
 
     tol: float = 1e-6
@@ -125,8 +130,18 @@ class SolveResult:
     step_time_s : Tensor (T + 1,) or None
         Wall time from the start at each step, when ``options.trace``.
     lyapunov : Tensor (B,) or None
-        Largest Lyapunov exponent estimate (per step) for elements that ran out of budget
-        under naive or damped iteration; NaN elsewhere. Positive means ``chaotic``.
+        Largest Lyapunov exponent estimate (per step, natural log) for elements that ran out
+        of budget under naive or damped iteration; NaN elsewhere.
+    lyapunov_err : Tensor (B,) or None
+        Its uncertainty (per step): the gap between the two half-window estimates, at least
+        ``2 / window``; ``chaotic`` needs ``lyapunov - lyapunov_err > chaos_threshold``,
+        ``quasi_periodic`` ``|lyapunov| <= lyapunov_err``. NaN where not estimated.
+    rate : Tensor (B,) or None
+        For elements out of budget: the residual's fitted factor per step over the end window
+        (below 1: falling); NaN elsewhere.
+    steps_needed : Tensor (B,) or None
+        For ``converging`` elements: steps beyond the budget to reach ``tol`` at that rate;
+        NaN elsewhere.
     spectral_radius, jac_norm, predicted_rate, observed_rate : Tensor (B,) or None
         Diagnostics at the final iterate (NaN where not meaningful); see
         :mod:`implicit_viz.core.diagnostics`.
@@ -148,6 +163,9 @@ class SolveResult:
     device: str
     dtype: str
     lyapunov: torch.Tensor | None = None
+    lyapunov_err: torch.Tensor | None = None
+    rate: torch.Tensor | None = None
+    steps_needed: torch.Tensor | None = None
     trajectory: torch.Tensor | None = None
     step_time_s: torch.Tensor | None = None
     spectral_radius: torch.Tensor | None = None
@@ -195,6 +213,9 @@ class SolveResult:
             "predicted_rate": num(self.predicted_rate),
             "observed_rate": num(self.observed_rate),
             "lyapunov": num(self.lyapunov),
+            "lyapunov_err": num(self.lyapunov_err),
+            "rate": num(self.rate),
+            "steps_needed": num(self.steps_needed),
             "device": self.device,
             "dtype": self.dtype,
         }
@@ -223,6 +244,9 @@ class SolveResult:
             "predicted_rate",
             "observed_rate",
             "lyapunov",
+            "lyapunov_err",
+            "rate",
+            "steps_needed",
         ):
             v = getattr(self, key)
             if v is not None:

@@ -18,6 +18,8 @@ class Status(IntEnum):
     PERIODIC = 3
     MAX_ITER = 4
     CHAOTIC = 5
+    CONVERGING = 6
+    QUASI_PERIODIC = 7
 
     @property
     def label(self) -> str:
@@ -35,8 +37,22 @@ _DESCRIPTIONS = {
     Status.CONVERGED: "residual ||f(z) - z|| fell below the tolerance",
     Status.DIVERGED: "an iterate became non-finite or its norm exceeded the divergence bound",
     Status.PERIODIC: "the iterates repeat with a period k >= 2 (a cycle) up to the period tolerance",
-    Status.MAX_ITER: "none of the above within the iteration budget",
-    Status.CHAOTIC: "no convergence and no cycle, with a positive Lyapunov estimate",
+    Status.MAX_ITER: (
+        "out of budget with no verdict: none of the above, and the end-of-budget evidence "
+        "(residual trend, Lyapunov estimate) decides nothing"
+    ),
+    Status.CHAOTIC: (
+        "out of budget, no cycle, and a positive Lyapunov estimate whose uncertainty excludes 0 "
+        "(two half-window estimates; lyapunov +- lyapunov_err)"
+    ),
+    Status.CONVERGING: (
+        "out of budget but still converging: the residual falls geometrically over the end of "
+        "the budget (rate per step in rate, steps still needed to reach tol in steps_needed)"
+    ),
+    Status.QUASI_PERIODIC: (
+        "out of budget, bounded, not converging, no cycle close by, and a Lyapunov estimate "
+        "about 0 within its uncertainty: an invariant circle (or a cycle longer than max_period)"
+    ),
 }
 
 

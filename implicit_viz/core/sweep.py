@@ -220,6 +220,11 @@ class SweepResult:
         Index into ``fixed_points`` for converged cells, else -1.
     lyapunov : (ny, nx) float32
         Largest Lyapunov exponent (per step) where estimated, else NaN.
+    lyapunov_err, rate, steps_needed : (ny, nx) float32 or None
+        End-of-budget evidence of cells out of budget (NaN elsewhere): the Lyapunov estimate's
+        uncertainty, the residual's fitted factor per step over the end window, and for
+        ``converging`` cells the steps still needed to reach tol
+        (:class:`~implicit_viz.core.result.SolveResult`).
     fixed_points : (K, D) float64
         The distinct fixed points, in sorted order.
     orbit : (nx, M, D) float32 or None
@@ -244,6 +249,9 @@ class SweepResult:
     fixed_points: np.ndarray
     orbit: np.ndarray | None = None
     z: np.ndarray | None = None
+    lyapunov_err: np.ndarray | None = None
+    rate: np.ndarray | None = None
+    steps_needed: np.ndarray | None = None
     basins_resolved: bool = True
     cancelled: bool = False
     elapsed_s: float = 0.0
@@ -301,6 +309,7 @@ class SweepResult:
             "period": self.period,
             "basin": self.basin,
             "lyapunov": self.lyapunov,
+            **{k: v for k in _EVIDENCE if (v := getattr(self, k)) is not None},
             "done": self.done,
             "x_values": self.x_values,
             "fixed_points": self.fixed_points,
@@ -335,6 +344,12 @@ class SweepResult:
             "basins_resolved": self.basins_resolved,
             "z": "last iterate of each cell, (ny, nx, D)",
             "lyapunov": "largest Lyapunov exponent per step (natural log), NaN where not estimated",
+            "lyapunov_err": "uncertainty of lyapunov per step (gap of its two half-window "
+            "estimates, at least 2 / window), NaN where not estimated",
+            "rate": "cells out of budget: the residual's fitted factor per step over the end "
+            "window (below 1: falling), NaN elsewhere",
+            "steps_needed": "converging cells: steps beyond max_iter to reach tol at that rate, "
+            "NaN elsewhere",
             "cancelled": self.cancelled,
             "elapsed_s": self.elapsed_s,
             "tile_size": self.tile_size,
@@ -355,6 +370,9 @@ class SweepResult:
         coarse = arr[np.ix_(iy, ix)]
         return np.where(self.done, arr, coarse)
 
+
+#: Per-cell evidence arrays of cells out of budget (besides ``lyapunov``).
+_EVIDENCE = ("lyapunov_err", "rate", "steps_needed")
 
 #: Cells per block when summarising a grid (bounds the temporaries at any grid size).
 _SUMMARY_CHUNK = 1 << 22
@@ -579,6 +597,9 @@ def iter_sweep(
         period=np.zeros((ny, nx), np.int16),
         basin=np.full((ny, nx), -1, np.int32),
         lyapunov=np.full((ny, nx), np.nan, np.float32),
+        lyapunov_err=np.full((ny, nx), np.nan, np.float32),
+        rate=np.full((ny, nx), np.nan, np.float32),
+        steps_needed=np.full((ny, nx), np.nan, np.float32),
         fixed_points=np.zeros((0, d)),
         orbit=np.full((nx, request.orbit, d), np.nan, np.float32) if request.orbit else None,
         z=np.full((ny, nx, d), np.nan, np.float32) if ny * nx * d * 4 <= MAX_Z_BYTES else None,
@@ -617,6 +638,10 @@ def iter_sweep(
             flat_period[at] = res.period.cpu().numpy()
             if res.lyapunov is not None:
                 flat_lyap[at] = res.lyapunov.cpu().numpy()
+            for name in _EVIDENCE:
+                val = getattr(res, name)
+                if val is not None:
+                    getattr(result, name).reshape(-1)[at] = val.cpu().numpy()
             conv = st == int(Status.CONVERGED)
             z_np = res.z.cpu().numpy()
             if result.z is not None:

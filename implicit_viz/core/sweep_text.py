@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Periods named in the status line before "..." .
 STATUS_PERIODS = 6
+#: Outcome words where the label alone says too little.
+_WORDS = {"converging": "still converging", "quasi_periodic": "quasi-periodic"}
 
 
 def _fmt_point(z: np.ndarray, limit: int = 4) -> str:
@@ -32,10 +34,10 @@ def status_text(result: SweepResult) -> str:
     summary = result.summary()
     size = f"{nx} cells" if result.request.y is None else f"{nx} x {ny} cells"
     parts = [f"{summary['outcome_fractions']['converged'] * 100:.1f} % converged"]
-    for name in ("periodic", "chaotic", "max_iter", "diverged"):
+    for name in ("converging", "periodic", "quasi_periodic", "chaotic", "max_iter", "diverged"):
         frac = summary["outcome_fractions"][name]
         if frac > 0:
-            parts.append(f"{frac * 100:.1f} % {name.replace('_', ' ')}")
+            parts.append(f"{frac * 100:.1f} % {_WORDS.get(name, name.replace('_', ' '))}")
     if result.basins_resolved:
         k = summary["n_fixed_points"]
         if k:
@@ -64,7 +66,8 @@ def cell_description(result: SweepResult, ix: int, iy: int) -> str:
     code = int(result.status[iy, ix])
     if code == int(Status.NOT_RUN):
         return f"{where}: not solved"
-    word = Status(code).label.replace("_", " ")
+    label = Status(code).label
+    word = _WORDS.get(label, label.replace("_", " "))
     its = int(result.iterations[iy, ix])
     text = f"{where}: {word} after {its} step{'s' if its != 1 else ''}"
     if code == int(Status.PERIODIC):
@@ -77,7 +80,20 @@ def cell_description(result: SweepResult, ix: int, iy: int) -> str:
             text += f", z* = {_fmt_point(result.z[iy, ix])}"
     elif result.z is not None and code != int(Status.DIVERGED):
         text += f", last z = {_fmt_point(result.z[iy, ix])}"
+    if code == int(Status.CONVERGING):
+        rate, need = _cell(result, "rate", ix, iy), _cell(result, "steps_needed", ix, iy)
+        if math.isfinite(rate):
+            text += f", rate {rate:.4g}"
+        if math.isfinite(need):
+            text += f", about {need:,.0f} more steps"
     lyap = float(result.lyapunov[iy, ix])
     if math.isfinite(lyap):
-        text += f", Lyapunov {lyap:.3g}"
+        err = _cell(result, "lyapunov_err", ix, iy)
+        text += f", Lyapunov {lyap:.3g}" + (f" ± {err:.2g}" if math.isfinite(err) else "")
     return text
+
+
+def _cell(result: SweepResult, name: str, ix: int, iy: int) -> float:
+    """Cell ``(iy, ix)`` of the optional per-cell array ``name`` (NaN without it)."""
+    arr = getattr(result, name, None)
+    return math.nan if arr is None else float(arr[iy, ix])

@@ -94,7 +94,12 @@ def test_float32_and_max_iter(capsys):
     )
     (r,) = doc["results"]
     assert doc["dtype"] == "float32"
-    assert r["status"] == "max_iter" and r["iterations"] == 5
+    # out of budget after 5 steps; since issue 17 the end window says it is still converging
+    # (rho = 0.858 here) and about how many more steps it needs (80 more: 85 in all, README's
+    # table; a 5-step window is rough, tests/core/test_labels.py checks the figure on 200)
+    assert r["status"] == "converging" and r["iterations"] == 5
+    assert r["rate"] == pytest.approx(0.858, abs=0.05)
+    assert 40 <= r["steps_needed"] <= 120
 
 
 @pytest.mark.parametrize("suffix", [".json", ".npz", ".csv"])

@@ -28,12 +28,15 @@ from implicit_viz.core.driver.pieces import (
     Working,
     advance,
     end_codes,
+    new_trend,
+    new_twin,
     start_twin,
+    start_window,
     stop_codes,
     stop_key,
 )
 from implicit_viz.core.driver.rows import Outputs, to_result
-from implicit_viz.core.lyapunov import TwinOrbit
+from implicit_viz.core.lyapunov import ResidualTrend, TwinOrbit
 from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver
 
@@ -77,6 +80,8 @@ class GeneralLoop:
         self.last_test = last_test_step(opts)
         self.lyap_from = start_twin(slv, f, opts)
         self.twin: TwinOrbit | None = None
+        self.window_from = start_window(opts)
+        self.trend: ResidualTrend | None = None  # the residual's fall over the end window
         self.sq = self.z.new_empty(b)  # squared residuals of the working rows at this step
         self.check_point = False
 
@@ -91,6 +96,10 @@ class GeneralLoop:
         z, fz = self.z, self.fz
         sq = col_sqnorm(fz - z)  # (Bw,)
         self.sq = sq
+        if k == self.window_from:
+            self.trend = new_trend(k, z, opts)
+        if self.trend is not None:
+            self.trend.add(k, sq)
         if opts.history or self.traj is not None:
             self._record(k, sq)
         h = ring.h
@@ -168,24 +177,29 @@ class GeneralLoop:
         self.cycles.compact(keep)
         if self.twin is not None:
             self.twin.take(keep)
+        if self.trend is not None:
+            self.trend.take(keep)
 
     def advance(self, k: int) -> None:
         """The step from ``k`` to ``k + 1`` (the Lyapunov twin starts at its step)."""
         if k == self.lyap_from:
-            self.twin = TwinOrbit(self.z)
+            self.twin = new_twin(self.z, self.opts)
         self.z, self.fz, self.state = advance(
             self.slv, self.f, self.z, self.fz, self.state, self.twin
         )
 
     def end(self, k: int, cancelled: bool = False) -> None:
-        """Rows still running at step ``k``: out of budget (or cancelled); the Lyapunov
-        estimates tell chaos apart."""
+        """Rows still running at step ``k``: out of budget (or cancelled); the end window's
+        evidence (residual trend, Lyapunov halves) gives their verdict."""
         sel = self.work.live.nonzero().squeeze(1)
         if not sel.numel():
             return
-        code, lam = end_codes(sel, self.twin, self.opts, cancelled)
-        if lam is not None:
-            self.out.lyapunov[self.work.global_rows(sel)] = lam
+        near_map = None
+        if self.twin is not None:
+            slv, f = self.slv, self.f
+            near_map = lambda rows: slv.iteration_map(f.take(rows))  # noqa: E731
+        code, ev = end_codes(sel, self.twin, self.opts, cancelled, self.trend, near_map, self.z)
+        self.out.write_evidence(self.work.global_rows(sel), ev)
         self._finish(sel, k, code)
 
     def snapshot(self) -> tuple[torch.Tensor, ...]:

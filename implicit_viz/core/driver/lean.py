@@ -35,12 +35,15 @@ from implicit_viz.core.driver.pieces import (
     RowMap,
     advance,
     end_codes,
+    new_trend,
+    new_twin,
     start_twin,
+    start_window,
     stop_codes,
     stop_key,
 )
 from implicit_viz.core.driver.rows import Outputs, to_result
-from implicit_viz.core.lyapunov import TwinOrbit
+from implicit_viz.core.lyapunov import ResidualTrend, TwinOrbit
 from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver
 
@@ -79,6 +82,7 @@ class _Work:
         self.stop_at = z.new_zeros(bw)
         self.cycles = CycleWatch(bw, z.device)
         self.twin: TwinOrbit | None = None  # over the last steps of the budget
+        self.trend: ResidualTrend | None = None  # the residual's fall over those steps
 
     def _views(self, bw: int) -> None:
         d, h = self.z.shape[0], self.h
@@ -134,6 +138,8 @@ class _Work:
         self.cycles.compact(keep)
         if self.twin is not None:
             self.twin.take(keep)
+        if self.trend is not None:
+            self.trend.take(keep)
 
 
 def _carry(opts: SolveOptions, h: int, k: int, ring_count: int, confirm_at: int | None) -> int:
@@ -176,11 +182,16 @@ def run_lean(
     z = z_start.T.contiguous()
     w = _Work(f, z, f(z), tol2, h)
     lyap_from = start_twin(slv, f, opts)
+    window_from = start_window(opts)
     cancelled = False
     k = 0
     for k in range(t_max + 1):
         check = is_test_step(k, opts)
         w.stop_test(k, check or k == t_max, opts.div_bound)
+        if k == window_from:
+            w.trend = new_trend(k, w.z, opts)
+        if w.trend is not None:
+            w.trend.add(k, w.sq_ring[k % h])
         n_live = -1  # unknown until counted
         if k == w.cycles.confirm_at:
             _confirm_cycles(w, out, opts, k)
@@ -207,11 +218,11 @@ def run_lean(
             if _worth_compacting(w, n_live, carry):
                 w.compact((w.thr >= 0).nonzero().squeeze(1), k, carry)
         if k == lyap_from:
-            w.twin = TwinOrbit(w.z)
+            w.twin = new_twin(w.z, opts)
         w.z, w.fz, _ = advance(slv, w.f, w.z, w.fz, None, w.twin)
 
     w.flush(out, tol2)
-    _finish_live(w, out, opts, k, cancelled)
+    _finish_live(w, slv, out, opts, k, cancelled)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return to_result(out, fmap, slv, opts, time.perf_counter() - t0)
@@ -231,13 +242,16 @@ def _confirm_cycles(w: _Work, out: Outputs, opts: SolveOptions, k: int) -> None:
     w.stop_at.index_fill_(0, sel, -1.0)
 
 
-def _finish_live(w: _Work, out: Outputs, opts: SolveOptions, k: int, cancelled: bool) -> None:
-    """Rows still running: out of budget (or cancelled); Lyapunov estimates tell chaos apart."""
+def _finish_live(
+    w: _Work, slv: Solver, out: Outputs, opts: SolveOptions, k: int, cancelled: bool
+) -> None:
+    """Rows still running: out of budget (or cancelled); the end window's evidence (residual
+    trend, Lyapunov halves) gives their verdict."""
     sel = (w.thr >= 0).nonzero().squeeze(1)
     if not sel.numel():
         return
-    code, lam = end_codes(sel, w.twin, opts, cancelled)
+    near_map = None if w.twin is None else (lambda rows: slv.iteration_map(w.f.take(rows)))
+    code, ev = end_codes(sel, w.twin, opts, cancelled, w.trend, near_map, w.z)
     g = w.map.global_rows(sel)
-    if lam is not None:
-        out.lyapunov[g] = lam
+    out.write_evidence(g, ev)
     out.write(g, w.z[:, sel], w.sq_ring[k % w.h][sel], code, k)

@@ -8,8 +8,9 @@ The general loop (:mod:`.general`), the lean loop (:mod:`.lean`) and the steppin
 * the live mask and compaction of the working rows (:class:`Working`);
 * the cycle test: a ring of the last iterates (:class:`Ring`), candidates found at test steps
   and confirmed a few steps later (:class:`CycleWatch`);
-* the Lyapunov twin orbit over the last steps of the budget and the rule for rows still running
-  at the end (:func:`start_twin`, :func:`end_codes`);
+* the Lyapunov twin orbit and the residual trend over the last steps of the budget, and the
+  rule for rows still running at the end (:func:`start_twin`, :func:`start_window`,
+  :func:`end_codes`);
 * one step of the solver, the twin carried along (:func:`advance`).
 
 All tensors are batch-last: ``z`` is ``(D, Bw)`` over the ``Bw`` working rows.
@@ -23,7 +24,14 @@ import torch
 
 from implicit_viz.core.batchops import col_absmax, take_cols
 from implicit_viz.core.cycles import confirm_period, confirm_step, detect_period
-from implicit_viz.core.lyapunov import TwinOrbit, twin_start_step
+from implicit_viz.core.lyapunov import (
+    EndEvidence,
+    ResidualTrend,
+    TwinOrbit,
+    end_verdict,
+    near_cycle,
+    twin_start_step,
+)
 from implicit_viz.core.result import SolveOptions
 from implicit_viz.core.solvers import Solver
 from implicit_viz.core.status import Status
@@ -200,14 +208,46 @@ def advance(
     return z, fz, state
 
 
+def start_window(opts: SolveOptions) -> int | None:
+    """The step at which the end window starts (``lyapunov_steps`` before the end of the budget,
+    at 0 when the budget is shorter): the residual trend is fitted from there, for any solver.
+    None when turned off (``lyapunov_steps = 0``)."""
+    return twin_start_step(opts.max_iter, opts.lyapunov_steps, True)
+
+
+def new_twin(z: torch.Tensor, opts: SolveOptions) -> TwinOrbit:
+    """The twin orbit of the working rows ``z (D, Bw)``, its window split in two halves."""
+    return TwinOrbit(z, split=min(opts.lyapunov_steps, opts.max_iter) // 2)
+
+
+def new_trend(k: int, z: torch.Tensor, opts: SolveOptions) -> ResidualTrend:
+    """The residual trend of the working rows ``z (D, Bw)`` from step ``k`` to the budget."""
+    return ResidualTrend(k, opts.max_iter - k, z[0])
+
+
 def end_codes(
-    sel: torch.Tensor, twin: TwinOrbit | None, opts: SolveOptions, cancelled: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Status of working rows ``sel (n,)`` still running when the loop ends: ``max_iter``, or
-    ``chaotic`` where the twin's Lyapunov estimate is above ``chaos_threshold``; ``not_run``
-    when cancelled. Returns the codes ``(n,)`` and the estimates ``(n,)`` (None without)."""
-    code = torch.full_like(sel, int(Status.NOT_RUN if cancelled else Status.MAX_ITER))
-    if cancelled or twin is None or not twin.steps:
-        return code, None
-    lam = twin.exponent(sel)
-    return torch.where(lam > opts.chaos_threshold, int(Status.CHAOTIC), code), lam
+    sel: torch.Tensor,
+    twin: TwinOrbit | None,
+    opts: SolveOptions,
+    cancelled: bool,
+    trend: ResidualTrend | None = None,
+    near_map: Any = None,
+    z: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, EndEvidence | None]:
+    """Status of working rows ``sel (n,)`` still running when the loop ends, and the evidence
+    (:func:`~implicit_viz.core.lyapunov.end_verdict`): ``converging``, ``chaotic``,
+    ``quasi_periodic`` or ``max_iter`` (no verdict); ``not_run`` when cancelled (evidence None).
+
+    ``near_map(rows)`` gives the iteration map of working rows ``rows`` and ``z (D, Bw)`` the
+    working iterates: with both, a quasi-periodic verdict also needs the orbit's closest return
+    within ``max_period`` steps to stay away (looked at past the budget, for those rows only).
+    """
+    if cancelled:
+        return torch.full_like(sel, int(Status.NOT_RUN)), None
+    near = None
+    if near_map is not None and z is not None:
+
+        def near(rows: torch.Tensor) -> torch.Tensor:
+            return near_cycle(near_map(rows), z.index_select(1, rows), opts.max_period)
+
+    return end_verdict(sel, twin, trend, opts.tol, opts.chaos_threshold, near)

@@ -10,6 +10,7 @@ import torch
 
 from implicit_viz.core.compiled_map import FixedPointMap
 from implicit_viz.core.diagnostics import add_diagnostics
+from implicit_viz.core.lyapunov import EndEvidence
 from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solvers import Solver
 
@@ -27,6 +28,9 @@ class Outputs:
     period: torch.Tensor
     residual: torch.Tensor
     lyapunov: torch.Tensor
+    lyapunov_err: torch.Tensor
+    rate: torch.Tensor
+    steps_needed: torch.Tensor
     fz: torch.Tensor | None = None
     cycles: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
@@ -42,6 +46,9 @@ class Outputs:
             period=torch.zeros(b, **i64),
             residual=torch.empty(b, dtype=dt, device=dev),
             lyapunov=torch.full((b,), float("nan"), dtype=dt, device=dev),
+            lyapunov_err=torch.full((b,), float("nan"), dtype=dt, device=dev),
+            rate=torch.full((b,), float("nan"), dtype=dt, device=dev),
+            steps_needed=torch.full((b,), float("nan"), dtype=dt, device=dev),
             fz=torch.empty(d, b, dtype=dt, device=dev) if keep_fz else None,
         )
 
@@ -65,6 +72,15 @@ class Outputs:
                 dst.index_fill_(0, g, val)
             else:
                 dst.index_copy_(0, g, val.to(dst.dtype))
+
+    def write_evidence(self, g: torch.Tensor, ev: EndEvidence | None) -> None:
+        """The end-of-budget evidence of rows ``g (n,)`` (each field ``(n,)`` or None)."""
+        if ev is None:
+            return
+        for name in ("lyapunov", "lyapunov_err", "rate", "steps_needed"):
+            val = getattr(ev, name)
+            if val is not None:
+                getattr(self, name).index_copy_(0, g, val.to(self.residual.dtype))
 
     def add_cycles(self, g: torch.Tensor, ring: torch.Tensor, per: torch.Tensor, k: int) -> None:
         """Keep the points of the cycles of rows ``g (n,)`` with periods ``per (n,)`` from their
@@ -124,6 +140,9 @@ def to_result(
         device=str(fmap.device),
         dtype=str(fmap.dtype).replace("torch.", ""),
         lyapunov=out.lyapunov,
+        lyapunov_err=out.lyapunov_err,
+        rate=out.rate,
+        steps_needed=out.steps_needed,
         trajectory=trajectory,
         step_time_s=step_time_s,
     )
