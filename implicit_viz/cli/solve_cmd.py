@@ -217,14 +217,19 @@ def _print_table(spec, results, args) -> None:
         "periodic": "yellow",
         "max_iter": "magenta",
         "chaotic": "bright_red",
+        "converging": "cyan",
+        "quasi_periodic": "blue",
     }
     for r in results:
         e = r.element(0)
         outcome = e["status"]
         if e["status"] == "periodic":
             outcome += f" (k={e['period']})"
+        elif e["status"] == "converging" and e.get("steps_needed") is not None:
+            outcome += f" (rate {e['rate']:.3g}, ~{e['steps_needed']:,.0f} more steps)"
         elif e["lyapunov"] is not None:
-            outcome += f" (λ={e['lyapunov']:.2g})"
+            err = e.get("lyapunov_err")
+            outcome += f" (λ={e['lyapunov']:.2g}" + (f" ± {err:.1g})" if err is not None else ")")
         fev = str(e["f_evals"]) + (f" +{e['jac_evals']}J" if e["jac_evals"] else "")
         zs = [v for v in e["z"][:4]]
         ztxt = "[" + ", ".join(_fmt(v, ".6g") for v in zs) + (", ...]" if spec.dim > 4 else "]")

@@ -36,6 +36,8 @@ STATUS_TINTS: dict[str, str] = {
     "max_iter": "#DDDDDD",
     "chaotic": "#EBC6DD",
     "not_run": "#EEEEEE",
+    "converging": "#DCEBF5",
+    "quasi_periodic": "#EFD9E6",
 }
 BACKGROUND = "#FFFFFF"
 FOREGROUND = "#202020"

@@ -4,8 +4,8 @@ A solver only says how to take one step (:mod:`implicit_viz.core.solvers`); the 
 everything else, so no solver can forget the NaN, divergence, cycle or budget checks.
 
 Per element: converged (residual below tolerance), diverged (non-finite or beyond
-``div_bound``), periodic (a cycle of period ``k >= 2``), max_iter or chaotic (none of these by
-the end of the budget). Finished elements are frozen by a mask and removed from the working
+``div_bound``), periodic (a cycle of period ``k >= 2``), or, at the end of the budget,
+converging, quasi-periodic, chaotic or max_iter (no verdict). Finished elements are frozen by a mask and removed from the working
 batch every ``compact_every`` steps, so they stop costing work.
 
 Modules: :mod:`.pieces` (the rules, shared by every loop), :mod:`.rows` (per-element outputs),

@@ -2,8 +2,7 @@
 
 It runs the general loop (:class:`~.general.GeneralLoop`) one step at a time, so elements stop
 by exactly :func:`~implicit_viz.core.driver.solve`'s rules (converged, diverged, periodic with
-its confirmation; max_iter or chaotic at the end of the budget), but it never compacts the
-batch: every :class:`Step` shows all ``B`` elements, finished ones frozen where they stopped.
+its confirmation; the end-of-budget verdicts), but it never compacts the batch: every :class:`Step` shows all ``B`` elements, finished ones frozen where they stopped.
 """
 
 from __future__ import annotations
