@@ -268,8 +268,8 @@ def test_solver_options_defaults():
     assert solver_options("fixed_point") == {}
     assert solver_options("damped") == {"beta": 0.5}
     assert solver_options("anderson") == {"m": 5, "lam": 1e-4, "beta": 1.0}
-    assert solver_options("newton") == {"damping": 1.0}
-    assert solver_options("broyden") == {"beta": 1.0}
+    assert solver_options("newton") == {"damping": 1.0, "line_search": True}
+    assert solver_options("broyden") == {"beta": 1.0, "line_search": True}
 
 
 def test_options_are_coerced_and_reported():
