@@ -22,13 +22,16 @@ BROYDEN_T_MIN = 1e-2
 
 
 class BroydenState(NamedTuple):
-    """Broyden's state: ``h (B, D, D)`` the inverse-Jacobian estimate (batch-first, for batched
-    matmuls), ``extra (B,)`` int64 the map evaluations beyond one per step so far, ``fresh
-    (B,)`` bool whether ``h`` was just rebuilt from a finite-difference Jacobian."""
+    """The globalized Broyden's state: ``h (B, D, D)`` the inverse-Jacobian estimate
+    (batch-first, for batched matmuls), ``extra (B,)`` int64 the map evaluations beyond one per
+    step so far, ``fresh (B,)`` bool whether ``h`` was just rebuilt from a finite-difference
+    Jacobian, ``stalled (B,)`` bool elements where even a fresh ``h`` found no step (they stay
+    put and search no more)."""
 
     h: torch.Tensor
     extra: torch.Tensor
     fresh: torch.Tensor
+    stalled: torch.Tensor
 
 
 @register_solver("broyden")
@@ -52,8 +55,8 @@ class Broyden(Solver):
     general, so a restart to ``-I`` often fails again at once; and why not autograd: Broyden's
     point is a method that only evaluates ``f`` (MINPACK's ``hybrd`` restarts the same way).
     After a restart the search may go down to the step length where ``z`` stops moving; an
-    element that fails even then (a local minimum of ``phi``) stays where it is and never
-    reports ``converged`` there.
+    element that fails even then (a local minimum of ``phi``) stays where it is, at no further
+    cost (``stalled``), and never reports ``converged`` there.
 
     Without ``line_search`` it is the plain method: ``t = beta`` always, no restarts.
     """
@@ -91,19 +94,25 @@ class Broyden(Solver):
         if not self.line_search:
             return h
         extra = torch.zeros(b, dtype=torch.int64, device=z.device)
-        return BroydenState(h, extra, torch.zeros(b, dtype=torch.bool, device=z.device))
+        no = torch.zeros(b, dtype=torch.bool, device=z.device)
+        return BroydenState(h, extra, no, no.clone())
 
     def state_summary(self, state) -> dict[str, Any]:
         """``{"h_change": largest ||H + I||_F over the batch}``: how far the inverse-Jacobian
-        estimate has moved from its start ``-I``."""
+        estimate has moved from its start ``-I``; with the line search also ``"stalled"``, the
+        elements where no step decreases ``||f(z) - z||``."""
         h = state.h if isinstance(state, BroydenState) else state
         d = h.shape[-1]
         eye = torch.eye(d, dtype=h.dtype, device=h.device)
-        return {"h_change": float(torch.linalg.matrix_norm(h + eye).amax())}
+        out: dict[str, Any] = {"h_change": float(torch.linalg.matrix_norm(h + eye).amax())}
+        if isinstance(state, BroydenState):
+            out["stalled"] = int(state.stalled.sum())
+        return out
 
     def take(self, state, index):
         if isinstance(state, BroydenState):
-            return BroydenState(state.h[index], state.extra[index], state.fresh[index])
+            h, *rest = state
+            return BroydenState(h[index], *(r[..., index] for r in rest))
         return state[index]
 
     def extra_f_evals(self, state):
@@ -120,7 +129,7 @@ class Broyden(Solver):
         return z_new, fz_new, _update(h, dz, (fz_new - z_new).T.unsqueeze(-1) - g)
 
     def _globalized(self, f, z, fz, state: BroydenState):
-        h, extra, fresh = state
+        h, extra, fresh, stalled = state
         b = z.shape[1]
         g = (fz - z).T.unsqueeze(-1)  # (B, D, 1)
         p = -(h @ g).squeeze(-1).T  # (D, B)
@@ -128,30 +137,33 @@ class Broyden(Solver):
         # after a restart H is a Newton direction: search down to where z stops moving
         t_floor = step_tol(z.dtype) * (1 + col_absmax(z)) / col_absmax(p)
         t_min = torch.where(fresh, t_floor, torch.full_like(t_floor, BROYDEN_T_MIN))
-        res = backtrack(f, z, fz, p, slope, self.beta, t_min)
+        res = backtrack(f, z, fz, p, slope, self.beta, t_min, search=~stalled)
         z_new, fz_new = res.z, res.fz
-        extra = extra + (res.trials - 1).clamp_(min=0)
         h_new = h
         if bool(res.ok.any()):
             s = (z_new - z).T.unsqueeze(-1)
             y = (fz_new - z_new).T.unsqueeze(-1) - g
             h_new = torch.where(res.ok[:, None, None], _update(h, s, y), h)
         # rows that could not search (non-finite): the plain step, one evaluation
-        lost = res.trials == 0
+        lost = (res.trials == 0) & ~stalled
         if bool(lost.any()):
             idx = lost.nonzero().squeeze(1)
             zl = z[:, idx] + self.beta * p[:, idx]
             z_new[:, idx] = zl
             fz_new[:, idx] = f.take(idx)(zl) if idx.numel() < b else f(zl)
         # a stale H that found no step is rebuilt from finite differences; z stays
-        restart = ~res.ok & ~lost & ~fresh
+        failed = ~res.ok & ~lost & ~stalled
+        restart = failed & ~fresh
+        cost = res.trials + lost  # this step's evaluations
         if bool(restart.any()):
             idx = restart.nonzero().squeeze(1)
             h_new = h_new.clone() if h_new is h else h_new
             h_new[idx] = _fd_inverse_jacobian(f, z[:, idx], fz[:, idx], idx, b)
-            extra = extra.index_add(0, idx, torch.full_like(idx, z.shape[0]))
-        # an element that failed right after a restart stays fresh: H is as good as it gets
-        return z_new, fz_new, BroydenState(h_new, extra, restart | (fresh & ~res.ok & ~lost))
+            cost = cost.index_add(0, idx, torch.full_like(idx, z.shape[0]))
+        # the driver counts one evaluation per step: add what the step really cost, minus one
+        extra = extra + cost - 1
+        # failing right after a restart, H is as good as it gets: the element stays put
+        return z_new, fz_new, BroydenState(h_new, extra, restart, stalled | (failed & fresh))
 
 
 def _update(h: torch.Tensor, dz: torch.Tensor, dg: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ plain method."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 
@@ -15,6 +16,18 @@ from implicit_viz.core.solvers import register_solver
 from implicit_viz.core.solvers.base import Solver
 from implicit_viz.core.solvers.linesearch import backtrack, step_tol
 from implicit_viz.core.solvers.options import option
+
+
+class NewtonState(NamedTuple):
+    """The globalized Newton's state, batch-last: ``extra (B,)`` int64, the map evaluations
+    spent beyond one per step so far; ``stalled (B,)`` bool, elements where neither search found
+    a step or that creep towards a stationary point of ``phi`` that is no root (they stay put
+    and search no more); ``last_move (B,)`` the relative length of the last step,
+    ``||dz||_inf / (1 + ||z||_inf)``."""
+
+    extra: torch.Tensor
+    stalled: torch.Tensor
+    last_move: torch.Tensor
 
 
 @register_solver("newton")
@@ -33,9 +46,9 @@ class Newton(Solver):
     Chebyquad unknowns meet), the element searches once more in the same step, along the
     Levenberg-Marquardt direction ``-(A^T A + mu I)^-1 A^T g`` with ``A = I - df/dz`` and
     ``mu = ||g||``, which turns from Newton's step towards steepest descent as ``phi`` grows. An
-    element for which both fail (a local minimum of ``phi`` that is not a root) stays where it
-    is; it never reports ``converged`` there, as its residual stays put. Each trial costs a map
-    evaluation, counted in ``f_evals``.
+    element for which both fail, or that creeps (the relative gradient of ``phi`` and the
+    relative length of its last step both below ``eps^(1/3)``: a local minimum of ``phi`` that is
+    not a root), stays where it is, at no further cost (``stalled``); it never reports ``converged`` there, as its residual stays put. Each trial costs a map evaluation, counted in ``f_evals``.
 
     Without ``line_search`` it is the plain (damped) Newton iteration
     ``t = damping`` always, as taught: it may diverge or cycle far from a root, and where
@@ -68,15 +81,23 @@ class Newton(Solver):
         return jacobian_bytes(dim, batch, dtype) + 2 * batch * dim * dim * itemsize(dtype)
 
     def init(self, f, z, fz):
-        """None for the plain method; with the line search, the map evaluations each element
-        has spent beyond one per step, ``(B,)`` int64."""
+        """None for the plain method; with the line search, a :class:`NewtonState`."""
         self.check_dense_state(z, "Newton's Jacobians", f)
         if not self.line_search:
             return None
-        return torch.zeros(z.shape[1], dtype=torch.int64, device=z.device)
+        b = z.shape[1]
+        return NewtonState(
+            torch.zeros(b, dtype=torch.int64, device=z.device),
+            torch.zeros(b, dtype=torch.bool, device=z.device),
+            torch.full((b,), float("inf"), dtype=z.dtype, device=z.device),
+        )
 
     def extra_f_evals(self, state):
-        return state
+        return state.extra if isinstance(state, NewtonState) else None
+
+    def state_summary(self, state) -> dict[str, Any]:
+        """``{"stalled": elements where no step decreases ||f(z) - z||}`` with the line search."""
+        return {"stalled": int(state.stalled.sum())} if isinstance(state, NewtonState) else {}
 
     def step(self, f, z, fz, state):
         d = z.shape[0]
@@ -91,11 +112,21 @@ class Newton(Solver):
             return z_new, f(z_new), state
         return self._globalized(f, z, fz, a, g, -delta, ok, state)
 
-    def _globalized(self, f, z, fz, a, g, p, ok, extra):
+    def _globalized(self, f, z, fz, a, g, p, ok, state: NewtonState):
         """The line-search step along the Newton direction ``p (D, B)`` (where ``ok``) or the
         steepest descent direction of ``phi``; ``a (B, D, D)`` is the Jacobian of ``g``, ``g``
         the residual ``(B, D, 1)``."""
+        extra, stalled, last_move = state
         grad = (a.transpose(1, 2) @ g).squeeze(-1).T  # (D, B): the gradient of phi
+        # creeping towards a stationary point of phi that is no root: the relative gradient
+        # (Dennis and Schnabel's stopping test, without their floor on phi, so that it cannot
+        # fire near a root, where it grows like 1 / ||g||) and the relative length of the last
+        # step are both below eps^(1/3) (a short step from a nearly singular Jacobian can
+        # still move z far, out of a valley: Brown's almost-linear function, n = 30)
+        phi = 0.5 * (g * g).sum(dim=(1, 2)).detach()
+        tiny, gtol = torch.finfo(z.dtype).tiny, torch.finfo(z.dtype).eps ** (1 / 3)
+        rel_grad = col_absmax(grad * z.abs().clamp(min=1.0)).detach() / phi.clamp(min=tiny)
+        stalled = stalled | ((rel_grad <= gtol) & (last_move <= gtol))
         slope = (grad * p).sum(dim=0)
         newton = ok & (slope < 0)
         # steepest descent where the Newton step is unusable: t0 is the Cauchy step, the
@@ -106,8 +137,8 @@ class Newton(Solver):
         slope = torch.where(newton, slope, -(grad * grad).sum(dim=0))
         t0 = torch.where(newton, torch.full_like(slope, self.damping), cauchy)
         t_min = step_tol(z.dtype) * (1 + col_absmax(z)) / col_absmax(p)
-        res = backtrack(f, z, fz, p, slope, t0, t_min)
-        z_new, fz_new, trials = res.z, res.fz, res.trials
+        res = backtrack(f, z, fz, p, slope, t0, t_min, search=~stalled)
+        z_new, fz_new, trials, moved = res.z, res.fz, res.trials, res.ok
         failed = ~res.ok & (trials > 0)
         if bool(failed.any()):
             # a Levenberg-Marquardt direction, mu = ||g||: between Newton's and steepest descent
@@ -124,15 +155,19 @@ class Newton(Solver):
             z_new = torch.where(res2.ok, res2.z, z_new)
             fz_new = torch.where(res2.ok, res2.fz, fz_new)
             trials = trials + res2.trials
+            moved = moved | res2.ok
         # rows whose search could not start (non-finite residual, step or slope): the plain
         # iteration step, one evaluation (the driver stops them as diverged when non-finite)
-        lost = trials == 0
+        lost = (trials == 0) & ~stalled
         if bool(lost.any()):
             idx = lost.nonzero().squeeze(1)
             z_new[:, idx] = fz[:, idx]
             fz_new[:, idx] = f.take(idx)(fz[:, idx]) if idx.numel() < z.shape[1] else f(fz)
-        extra = extra + (trials - 1).clamp_(min=0)
-        return z_new, fz_new, extra
+        # the driver counts one evaluation per step: add what the step really cost, minus one
+        extra = extra + trials + lost - 1
+        # an element that found no step stays where it is, and would find none again
+        move = (col_absmax(z_new - z) / (1 + col_absmax(z))).detach()
+        return z_new, fz_new, NewtonState(extra, stalled | (~moved & ~lost), move)
 
 
 def col_sqnorm_safe(v: torch.Tensor) -> torch.Tensor:
