@@ -133,17 +133,28 @@ class Broyden(Solver):
         b = z.shape[1]
         g = (fz - z).T.unsqueeze(-1)  # (B, D, 1)
         p = -(h @ g).squeeze(-1).T  # (D, B)
-        slope = -2 * half_sq_residual(z, fz)
-        # after a restart H is a Newton direction: search down to where z stops moving
-        t_floor = step_tol(z.dtype) * (1 + col_absmax(z)) / col_absmax(p)
-        t_min = torch.where(fresh, t_floor, torch.full_like(t_floor, BROYDEN_T_MIN))
-        res = backtrack(f, z, fz, p, slope, self.beta, t_min, search=~stalled)
+        phi0 = half_sq_residual(z, fz)
+        t_min: torch.Tensor | float = BROYDEN_T_MIN
+        if bool(fresh.any()):
+            # after a restart H is a Newton direction: search down to where z stops moving
+            t_floor = step_tol(z.dtype) * (1 + col_absmax(z)) / col_absmax(p)
+            t_min = torch.where(fresh, t_floor, torch.full_like(t_floor, BROYDEN_T_MIN))
+        res = backtrack(f, z, fz, p, -2 * phi0, self.beta, t_min, search=~stalled, phi0=phi0)
         z_new, fz_new = res.z, res.fz
         h_new = h
-        if bool(res.ok.any()):
+        n_ok = int(res.ok.sum())
+        if n_ok:
             s = (z_new - z).T.unsqueeze(-1)
             y = (fz_new - z_new).T.unsqueeze(-1) - g
-            h_new = torch.where(res.ok[:, None, None], _update(h, s, y), h)
+            h_new = _update(h, s, y)
+            if n_ok < b:
+                h_new = torch.where(res.ok[:, None, None], h_new, h)
+        if n_ok == b:  # the common case: every element took a step
+            return (
+                z_new,
+                fz_new,
+                BroydenState(h_new, extra + res.trials - 1, torch.zeros_like(fresh), stalled),
+            )
         # rows that could not search (non-finite): the plain step, one evaluation
         lost = (res.trials == 0) & ~stalled
         if bool(lost.any()):

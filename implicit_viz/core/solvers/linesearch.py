@@ -86,6 +86,7 @@ def backtrack(
     t0: torch.Tensor | float,
     t_min: torch.Tensor | float,
     search: torch.Tensor | None = None,
+    phi0: torch.Tensor | None = None,
 ) -> SearchResult:
     """Backtrack along ``p`` from ``z`` for every element with ``search`` set.
 
@@ -105,6 +106,8 @@ def backtrack(
         The search fails for an element once its next trial step would be shorter than this.
     search : Tensor (B,) bool, optional
         Elements to search (default all); the others fail at once, with no evaluation.
+    phi0 : Tensor (B,), optional
+        ``phi(z)`` where the caller has it already.
 
     Returns
     -------
@@ -114,12 +117,13 @@ def backtrack(
     dev = z.device
     # step lengths are choices, like masks: held constant for autograd (unrolled backprop
     # differentiates the accepted trial points, never the choice between them)
-    phi0 = half_sq_residual(z, fz).detach()
+    phi0 = (half_sq_residual(z, fz) if phi0 is None else phi0).detach()
     slope = slope.detach()
     t = torch.as_tensor(t0, dtype=z.dtype, device=dev).detach().expand(b).clone()
     t_min = torch.as_tensor(t_min, dtype=z.dtype, device=dev).detach().expand(b)
-    pending = torch.ones(b, dtype=torch.bool, device=dev) if search is None else search.clone()
-    pending &= torch.isfinite(phi0) & torch.isfinite(slope) & torch.isfinite(p).all(dim=0)
+    pending = torch.isfinite(phi0) & torch.isfinite(slope) & torch.isfinite(p).all(dim=0)
+    if search is not None:
+        pending &= search
     ok = torch.zeros(b, dtype=torch.bool, device=dev)
     trials = torch.zeros(b, dtype=torch.int64, device=dev)
     z_out, fz_out = z.clone(), fz.clone()
@@ -135,13 +139,15 @@ def backtrack(
         zt = zi + ti * pi
         ft = f(zt) if whole else f.take(idx)(zt)
         qt = half_sq_residual(zt, ft).detach()
-        trials.index_add_(0, idx, torch.ones_like(idx))
         good = torch.isfinite(qt) & (qt <= q0 + ARMIJO_C1 * ti * s0)
+        if whole and bool(good.all()):  # the common case: every first trial accepted
+            return SearchResult(zt, ft, ti, good, trials + 1)
         # next trial: the minimiser of the quadratic through phi(0), slope, phi(t), safeguarded
         curv = qt - q0 - s0 * ti
         t_quad = -s0 * ti * ti / (2 * curv)
         t_next = torch.minimum(torch.maximum(t_quad, SHRINK_MIN * ti), SHRINK_MAX * ti)
         t_next = torch.where(torch.isfinite(qt) & (curv > 0), t_next, SHRINK_MIN * ti)
+        trials.index_add_(0, idx, torch.ones_like(idx))
         acc = idx[good]
         if acc.numel():
             z_out[:, acc] = zt[:, good]

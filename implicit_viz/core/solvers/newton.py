@@ -129,13 +129,15 @@ class Newton(Solver):
         stalled = stalled | ((rel_grad <= gtol) & (last_move <= gtol))
         slope = (grad * p).sum(dim=0)
         newton = ok & (slope < 0)
-        # steepest descent where the Newton step is unusable: t0 is the Cauchy step, the
-        # minimiser of the linear model of g along -grad
-        a_grad = (a @ grad.T.unsqueeze(-1)).squeeze(-1).T
-        cauchy = col_sqnorm_safe(grad) / col_sqnorm_safe(a_grad)
-        p = torch.where(newton, p, -grad)
-        slope = torch.where(newton, slope, -(grad * grad).sum(dim=0))
-        t0 = torch.where(newton, torch.full_like(slope, self.damping), cauchy)
+        t0: torch.Tensor | float = self.damping
+        if not bool(newton.all()):
+            # steepest descent where the Newton step is unusable: t0 is the Cauchy step, the
+            # minimiser of the linear model of g along -grad
+            a_grad = (a @ grad.T.unsqueeze(-1)).squeeze(-1).T
+            cauchy = col_sqnorm_safe(grad) / col_sqnorm_safe(a_grad)
+            p = torch.where(newton, p, -grad)
+            slope = torch.where(newton, slope, -(grad * grad).sum(dim=0))
+            t0 = torch.where(newton, torch.full_like(slope, self.damping), cauchy)
         t_min = step_tol(z.dtype) * (1 + col_absmax(z)) / col_absmax(p)
         res = backtrack(f, z, fz, p, slope, t0, t_min, search=~stalled)
         z_new, fz_new, trials, moved = res.z, res.fz, res.trials, res.ok
