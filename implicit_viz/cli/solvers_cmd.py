@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("what it does")
     table.add_column("options (default, range)")
     for r in rows:
-        opts = "\n".join(f"{o['name']}={o['default']:g} {o['range']}" for o in r["options"])
+        opts = "\n".join(f"{o['name']}={_shown(o['default'])} {o['range']}" for o in r["options"])
         notes = [r["summary"]]
         if r["dense_matrix"]:
             notes.append("holds a D x D matrix per element")
@@ -43,3 +43,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(r["name"], "; ".join(notes), opts or "-")
     Console().print(table)
     return 0
+
+
+def _shown(value: object) -> str:
+    """A default as the table shows it: ``true``/``false`` for a switch, else ``%g``."""
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}"
