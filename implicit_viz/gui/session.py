@@ -250,8 +250,10 @@ def _solver(value: Any) -> SolverSettings:
         raise SessionError(f"solver.solvers must be a list of names, got {solvers!r:.60}")
     for name, table in _mapping(data.get("options", {}), "solver.options").items():
         for key, v in _mapping(table, f"solver.options.{name}").items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise SessionError(f"solver.options.{name}.{key} must be a number, got {v!r:.40}")
+            if not isinstance(v, (bool, int, float)):
+                raise SessionError(
+                    f"solver.options.{name}.{key} must be a number or true/false, got {v!r:.40}"
+                )
     try:
         return SolverSettings.from_dict(data)
     except (ValueError, OverflowError) as exc:

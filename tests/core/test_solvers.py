@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from implicit_viz.core.compiled_map import compile_spec
+from implicit_viz.core.compiled_map import FixedPointMap, compile_spec
 from implicit_viz.core.driver import solve
 from implicit_viz.core.errors import SolverError
 from implicit_viz.core.solvers import _REGISTRY as REGISTRY
@@ -268,8 +269,8 @@ def test_solver_options_defaults():
     assert solver_options("fixed_point") == {}
     assert solver_options("damped") == {"beta": 0.5}
     assert solver_options("anderson") == {"m": 5, "lam": 1e-4, "beta": 1.0}
-    assert solver_options("newton") == {"damping": 1.0}
-    assert solver_options("broyden") == {"beta": 1.0}
+    assert solver_options("newton") == {"damping": 1.0, "line_search": True}
+    assert solver_options("broyden") == {"beta": 1.0, "line_search": True}
 
 
 def test_options_are_coerced_and_reported():
@@ -342,3 +343,203 @@ def test_anderson_longer_memory_does_not_slow_it_down(s):
         for m in (5, 16)
     }
     assert steps[16] <= steps[5] + 1, steps
+
+
+# ----------------------------------------------------------------------------------------------
+# Globalized Newton and Broyden: the line_search switch, honest counts, no false convergence
+# ----------------------------------------------------------------------------------------------
+
+
+def _newton_critical_start() -> float:
+    """Plain Newton on atan(z) = 0 cycles between -z_c and z_c, where the Newton step maps z_c
+    to -z_c: z_c - (1 + z_c^2) atan(z_c) = -z_c (SciPy's brentq); beyond it, it diverges."""
+    from scipy.optimize import brentq
+
+    return brentq(lambda z: 2 * z - (1 + z * z) * math.atan(z), 1.0, 2.0)
+
+
+@pytest.mark.parametrize("solver", ["newton", "broyden"])
+def test_line_search_is_a_switch_with_its_own_description(solver):
+    (spec,) = [o for o in get_solver(solver).option_specs() if o.name == "line_search"]
+    assert spec.kind is bool and spec.default is True
+    assert spec.range_text() == "{false, true}"
+    assert spec.to_dict()["type"] == "bool" and spec.to_dict()["range"] == "{false, true}"
+    assert get_solver(solver).line_search is True
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("FALSE", False),
+        (" Yes ", True),
+        ("no", False),
+        ("1", True),
+        ("0", False),
+        (1, True),
+        (0, False),
+    ],
+)
+def test_switch_values_are_coerced(value, want):
+    assert get_solver("newton", line_search=value).line_search is want
+    assert get_solver("broyden", line_search=value).options()["line_search"] is want
+
+
+@pytest.mark.parametrize("value", [2, -1, 0.5, 1.0, "maybe", "", None, "on"])
+def test_bad_switch_values_are_refused_by_name(value):
+    with pytest.raises(SolverError, match=r"^newton\.line_search: needs true or false, got "):
+        get_solver("newton", line_search=value)
+
+
+def test_a_spec_table_sets_the_switch_with_a_toml_boolean():
+    from implicit_viz.core.errors import SpecError
+    from implicit_viz.core.solver_settings import SolverSection
+    from implicit_viz.core.spec import parse_spec
+
+    text = 'name = "t"\ndim = 1\nf = "z - atan(z)"\nz0 = [3.0]\n[solver.newton]\nline_search = %s\n'
+    section = SolverSection.of(parse_spec(text % "false"))
+    assert get_solver("newton", **section.options["newton"]).line_search is False
+    with pytest.raises(SpecError) as err:
+        SolverSection.of(parse_spec(text % "2"))
+    assert err.value.field == "solver.newton.line_search"
+    assert "needs true or false" in str(err.value)
+
+
+def test_the_cli_switch_turns_the_line_search_off(tmp_path, capsys):
+    """``--opt newton.line_search=false`` from the command line: plain Newton on atan(z) from
+    z0 = 3 (past z_c) diverges, the default globalized Newton converges to 0."""
+    from implicit_viz.cli.main import main
+
+    path = tmp_path / "atan.toml"
+    path.write_text('name = "atan"\ndim = 1\nf = "z - atan(z)"\nz0 = [3.0]\n')
+    docs = {}
+    for extra in ([], ["--opt", "newton.line_search=false"]):
+        assert main(["solve", str(path), "--solver", "newton", "--json", *extra]) == 0
+        (r,) = json.loads(capsys.readouterr().out)["results"]
+        docs[r["solver_options"]["line_search"]] = r
+    assert docs[True]["status"] == "converged" and abs(docs[True]["z"][0]) < 1e-6
+    assert docs[False]["status"] == "diverged"
+
+
+@pytest.mark.parametrize("scale", [0.9, 1.1, 3.0, 100.0])
+def test_newton_line_search_globalizes_atan(scale):
+    z0 = scale * _newton_critical_start()
+    fmap = compile_spec(make_spec("z - atan(z)", 1, z0=[z0]))
+    plain = solve(fmap, "newton", solver_options={"line_search": False}, tol=1e-12)
+    glob = solve(fmap, "newton", tol=1e-12)
+    assert plain.statuses == [Status.CONVERGED if scale < 1 else Status.DIVERGED]
+    assert glob.statuses == [Status.CONVERGED]
+    assert abs(float(glob.z[0, 0])) <= 1e-12  # the only root of atan
+    if scale < 1:  # inside z_c the full step is always accepted: the same iterates
+        assert int(glob.iterations[0]) == int(plain.iterations[0])
+        assert int(glob.f_evals[0]) == int(plain.f_evals[0])
+
+
+@pytest.fixture
+def column_counter(monkeypatch):
+    """Map evaluations column by column (each column is one element's evaluation); autograd
+    passes (Newton's Jacobians) are left out."""
+    counted = {"columns": 0}
+    original = FixedPointMap.batch_last
+
+    def counting(self, z):
+        if not z.requires_grad:
+            counted["columns"] += z.shape[-1]
+        return original(self, z)
+
+    monkeypatch.setattr(FixedPointMap, "batch_last", counting)
+    return counted
+
+
+ROSENBROCK = ("[z[0] - (1 - z[0]), z[1] - 10 * (z[1] - z[0]**2)]", 2, [-1.2, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("solver", "problem"),
+    [
+        ("newton", ("z - atan(z)", 1, [3.0])),
+        ("broyden", ("z - atan(z)", 1, [3.0])),
+        ("newton", ROSENBROCK),
+        ("broyden", ROSENBROCK),
+        ("newton", ("sqrt(z - 2)", 1, [3.0])),
+        ("broyden", ("sqrt(z - 2)", 1, [3.0])),
+    ],
+)
+def test_f_evals_count_every_line_search_trial(column_counter, solver, problem):
+    """f_evals is what was spent: line-search trials and Broyden's finite-difference restarts
+    included, and no more than that where a stalled element stops searching."""
+    f, dim, z0 = problem
+    fmap = compile_spec(make_spec(f, dim, z0=z0))
+    column_counter["columns"] = 0  # compiling checks the map on a few points
+    res = solve(fmap, solver, tol=1e-12, max_iter=100, diagnostics=False, lyapunov_steps=0)
+    assert int(res.f_evals[0]) == column_counter["columns"]
+    if f != "sqrt(z - 2)":
+        assert int(res.f_evals[0]) > 1 + int(res.iterations[0])  # the search did backtrack
+
+
+@pytest.mark.parametrize("solver", ["newton", "broyden"])
+def test_per_element_counts_and_steps_in_a_batch(solver):
+    """Rosenbrock from MINPACK's three starts (x0, 10 x0, 100 x0) in one batch: every element
+    takes its own step lengths and keeps its own count, as when solved alone."""
+    fmap = compile_spec(make_spec(*ROSENBROCK[:2], z0=ROSENBROCK[2]))
+    starts = torch.tensor([[-1.2, 1.0], [-12.0, 10.0], [-120.0, 100.0]], dtype=torch.float64)
+    batch = solve(fmap, solver, starts, tol=1e-12, max_iter=300)
+    assert batch.statuses == [Status.CONVERGED] * 3
+    for i in range(3):
+        alone = solve(fmap, solver, starts[i], tol=1e-12, max_iter=300)
+        assert int(batch.iterations[i]) == int(alone.iterations[0])
+        assert int(batch.f_evals[i]) == int(alone.f_evals[0])
+        torch.testing.assert_close(batch.z[i], alone.z[0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(batch.z[i], torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("solver", ["newton", "broyden"])
+def test_no_fixed_point_is_never_converged_and_stays_finite(solver):
+    """z = sqrt(z - 2) has no fixed point (z^2 - z + 2 > 0): the plain methods leave the domain
+    (NaN: diverged), the globalized ones stop at the minimum of |sqrt(z - 2) - z|, z = 9/4 where
+    the residual is 7/4, and say max_iter."""
+    fmap = compile_spec(make_spec("sqrt(z - 2)", 1, z0=[3.0]))
+    plain = solve(fmap, solver, solver_options={"line_search": False}, max_iter=100)
+    glob = solve(fmap, solver, max_iter=100)
+    assert plain.statuses == [Status.DIVERGED]
+    assert glob.statuses == [Status.MAX_ITER]
+    assert float(glob.z[0, 0]) == pytest.approx(2.25, abs=1e-6)
+    assert float(glob.residual[0]) == pytest.approx(1.75, abs=1e-9)
+
+
+def test_globalized_steps_can_be_unrolled_by_autograd():
+    """The step lengths are held constant; the accepted points carry the gradient: a few steps
+    of each globalized solver on z = A tanh(z) + c match central finite differences in c."""
+    a = torch.tensor([[0.3, 0.1], [0.2, 0.4]], dtype=torch.float64)
+
+    class Map:
+        def __init__(self, c):
+            self.c = c
+
+        def __call__(self, z):
+            return a @ torch.tanh(z) + self.c[:, None]
+
+        def take(self, index):
+            return self
+
+    def run(solver, c):
+        f = Map(c)
+        z = torch.zeros(2, 1, dtype=torch.float64)
+        fz = f(z)
+        state = solver.init(f, z, fz)
+        for _ in range(4):
+            z, fz, state = solver.step(f, z, fz, state)
+        return z.sum()
+
+    for name in ("newton", "broyden"):
+        slv = get_solver(name)
+        c = torch.tensor([2.5, -1.5], dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(run(slv, c), c)
+        for i in range(2):
+            e = torch.zeros(2, dtype=torch.float64)
+            e[i] = 1e-6
+            with torch.no_grad():
+                fd = (run(slv, c + e) - run(slv, c - e)) / 2e-6
+            assert float(grad[i]) == pytest.approx(float(fd), rel=1e-5, abs=1e-8), (name, i)

@@ -114,3 +114,36 @@ def test_solver_panel_switches_to_a_disjoint_set(qtbot):
     sp.set_settings(SolverSettings(solvers=("fixed_point",)))
     sp.set_settings(SolverSettings(solvers=("newton",)))
     assert sp.settings().solvers == ("newton",)
+
+
+def test_solver_panel_shows_yes_no_options_as_check_boxes(qtbot):
+    """Newton's line search is a switch: a check box, on by default as the solver declares;
+    unticking it reaches the settings (and the solver) as False."""
+    from PySide6.QtWidgets import QCheckBox
+
+    from implicit_viz.core.solvers import get_solver, solver_options
+
+    sp = SolverPanel()
+    qtbot.addWidget(sp)
+    box = sp.option_box("newton", "line_search")
+    assert isinstance(box, QCheckBox)
+    assert box.isChecked() is solver_options("newton")["line_search"] is True
+    with qtbot.waitSignal(sp.changed, timeout=1000):
+        box.setChecked(False)
+    s = sp.settings()
+    assert s.options["newton"] == {"line_search": False}
+    assert s.build("newton") == get_solver("newton", line_search=False)
+    sp.set_settings(SolverSettings())
+    assert box.isChecked()
+    sp.set_settings(s)
+    assert not box.isChecked() and SolverSettings.from_dict(s.to_dict()) == s
+
+
+def test_a_session_keeps_a_switched_off_option(tmp_path):
+    from implicit_viz.gui.session import Session, read_session, write_session
+
+    s = Session(
+        spec_text="dim = 1\nf = 'cos(z)'\n",
+        solver=SolverSettings(solvers=("newton",), options={"newton": {"line_search": False}}),
+    )
+    assert read_session(write_session(tmp_path / "s.ivsession", s)).solver == s.solver

@@ -153,7 +153,9 @@ class GeneralLoop:
     def _finish(self, sel: torch.Tensor, k: int, code: torch.Tensor | int) -> None:
         """Write working rows ``sel (n,)`` out as stopped at step ``k`` with ``code``."""
         z, fz = self.z.index_select(1, sel), self.fz.index_select(1, sel)
-        self.out.write(self.work.global_rows(sel), z, self.sq[sel], code, k, fz)
+        extra = self.slv.extra_f_evals(self.state)
+        extra = None if extra is None else extra.index_select(0, sel)
+        self.out.write(self.work.global_rows(sel), z, self.sq[sel], code, k, fz, extra)
         self.work.stop(sel)
 
     def in_window(self, k: int) -> bool:

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Outputs:
     """Per-element results, indexed by global row ``(B,)``; ``z`` (and ``fz``, when kept) are
-    ``(D, B)``. Rows not written yet have status 0 (``not_run``)."""
+    ``(D, B)``. Rows not written yet have status 0 (``not_run``). ``extra_f (B,)``: map
+    evaluations beyond the solver's ``f_evals_per_step`` per step
+    (:meth:`~implicit_viz.core.solvers.base.Solver.extra_f_evals`), None until one is written."""
 
     z: torch.Tensor
     status: torch.Tensor
@@ -32,6 +34,7 @@ class Outputs:
     rate: torch.Tensor
     steps_needed: torch.Tensor
     fz: torch.Tensor | None = None
+    extra_f: torch.Tensor | None = None
     cycles: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     @classmethod
@@ -60,9 +63,15 @@ class Outputs:
         code: torch.Tensor | int,
         iters: torch.Tensor | int,
         fz: torch.Tensor | None = None,
+        extra_f: torch.Tensor | None = None,
     ) -> None:
         """Rows ``g (n,)`` stopped at ``z (D, n)`` (image ``fz (D, n)``, kept when the outputs
-        keep images) with squared residual ``sq (n,)``, status ``code`` after ``iters`` steps."""
+        keep images) with squared residual ``sq (n,)``, status ``code`` after ``iters`` steps;
+        ``extra_f (n,)``: their map evaluations beyond the per-step count, where any."""
+        if extra_f is not None:
+            if self.extra_f is None:
+                self.extra_f = torch.zeros_like(self.iters)
+            self.extra_f.index_copy_(0, g, extra_f.to(self.iters.dtype))
         self.z.index_copy_(1, g, z)
         if self.fz is not None and fz is not None:
             self.fz.index_copy_(1, g, fz)
@@ -134,7 +143,7 @@ def to_result(
         residuals=out.residual[:, None] if residuals is None else residuals,
         period=out.period,
         cycle=out.cycle_tensor(),
-        f_evals=1 + out.iters * slv.f_evals_per_step,
+        f_evals=1 + out.iters * slv.f_evals_per_step + (0 if out.extra_f is None else out.extra_f),
         jac_evals=out.iters * slv.jac_evals_per_step,
         time_s=elapsed,
         device=str(fmap.device),

@@ -76,10 +76,20 @@ def get_solver(name: str, **options: Any) -> Solver:
     return cls(**coerced)
 
 
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
 def coerce_option(solver: str, key: str, default: Any, value: Any) -> Any:
     """``value`` as the type of ``default``; :class:`SolverError` naming ``solver.key`` for a bool
-    given for a number, a non-integral int, a NaN or infinite float, or text that is no number."""
-    if default is None or isinstance(default, bool) or not isinstance(default, (int, float)):
+    given for a number, a non-integral int, a NaN or infinite float, or text that is no number.
+
+    A switch (a bool ``default``) takes a bool, the text ``true``/``false``, ``yes``/``no``,
+    ``1``/``0`` (any case) or the integers 0 and 1, and refuses anything else:
+    ``"newton.line_search: needs true or false, got 2"``."""
+    if isinstance(default, bool):
+        return _coerce_switch(solver, key, value)
+    if default is None or not isinstance(default, (int, float)):
         return value
     kind = "an integer" if isinstance(default, int) else "a number"
 
@@ -106,6 +116,18 @@ def coerce_option(solver: str, key: str, default: Any, value: Any) -> Any:
     if not num.is_integer():
         raise bad(" (not a whole number)")
     return int(num)
+
+
+def _coerce_switch(solver: str, key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(int(value))
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+    raise SolverError(f"{solver}.{key}: needs true or false, got {value!r}")
 
 
 def _load_builtins() -> None:

@@ -86,6 +86,13 @@ class Solver:
         """One step: returns ``(z_new, f(z_new), state)``, each of the input's shape."""
         raise NotImplementedError
 
+    def extra_f_evals(self, state: State) -> torch.Tensor | None:
+        """Map evaluations each working row has spent beyond ``f_evals_per_step`` per step so
+        far, ``(Bw,)`` int64 (line-search trials, finite-difference Jacobians), read from
+        ``state`` by the driver when a row stops and added to its ``f_evals``; None (the
+        default) where every step costs exactly ``f_evals_per_step``."""
+        return None
+
     def state_summary(self, state: State) -> dict[str, Any]:
         """A small plain summary of ``state`` for step-by-step views (JSON-ready values), e.g.
         how much history is in use; ``{}`` for solvers without state."""

@@ -27,8 +27,8 @@ class OptionSpec:
     name : str
         Field name, e.g. ``"beta"``.
     kind : type
-        ``int`` or ``float``.
-    default : int or float
+        ``int``, ``float`` or ``bool`` (a switch: no range, ``low`` and ``high`` unused).
+    default : int, float or bool
     low, high : float or None
         Range ends (None: unbounded on that side).
     low_open, high_open : bool
@@ -57,7 +57,9 @@ class OptionSpec:
     symbol: str = ""
 
     def range_text(self) -> str:
-        """``"(0, 2)"``, ``"[1, inf)"``, ``"(0, 1]"``."""
+        """``"(0, 2)"``, ``"[1, inf)"``, ``"(0, 1]"``; ``"{false, true}"`` for a switch."""
+        if self.kind is bool:
+            return "{false, true}"
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
         left = "(" if self.low is None or self.low_open else "["
@@ -76,7 +78,11 @@ class OptionSpec:
 
     def check(self, solver: str, value: Any) -> None:
         """:class:`SolverError` ``"solver.name: must lie in (0, 2), got 3"`` when out of range
-        or of the wrong type."""
+        or of the wrong type (``"solver.name: needs true or false, got 2"`` for a switch)."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise SolverError(f"{solver}.{self.name}: needs true or false, got {value!r}")
+            return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SolverError(f"{solver}.{self.name}: needs a number, got {value!r}")
         if self.kind is int and not float(value).is_integer():
@@ -88,14 +94,20 @@ class OptionSpec:
 
     @property
     def ui_max(self) -> float:
-        """Upper end for a GUI control: ``high``, else ``panel_max``, else a large number."""
+        """Upper end for a GUI control: ``high``, else ``panel_max``, else a large number (1 for
+        a switch)."""
+        if self.kind is bool:
+            return 1.0
         if self.high is not None:
             return self.high
         return self.panel_max if self.panel_max is not None else 1e9
 
     @property
     def ui_min(self) -> float:
-        """Lower end for a GUI control (an open end is approached, not reached)."""
+        """Lower end for a GUI control (an open end is approached, not reached; 0 for a
+        switch)."""
+        if self.kind is bool:
+            return 0.0
         return -1e9 if self.low is None else self.low
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +153,11 @@ def option_specs(cls: type) -> tuple[OptionSpec, ...]:
     out = []
     for f in dataclasses.fields(cls):
         meta = f.metadata.get(_META_KEY, {})
-        kind = int if isinstance(f.default, int) and not isinstance(f.default, bool) else float
+        if isinstance(f.default, bool):
+            kind: type = bool
+        elif isinstance(f.default, int):
+            kind = int
+        else:
+            kind = float
         out.append(OptionSpec(name=f.name, kind=kind, default=f.default, **meta))
     return tuple(out)
