@@ -143,9 +143,9 @@ class SweepRequest:
         For a 1-D sweep: iterates recorded after the solve, per cell (orbit diagram).
     threads : int or None
         CPU workers, each running torch on one thread, that solve a tile's chunks side by side
-        (see :mod:`implicit_viz.core.sweep_threads`); None: as many as the calling thread's
-        ``torch.get_num_threads()``, at most the usable cores. Results are the same for any
-        value.
+        (see :mod:`implicit_viz.core.sweep_threads`); None: up to the calling thread's
+        ``torch.get_num_threads()``, at most the usable cores, and for each tile at most the
+        cores no other process is using at its start. Results are the same for any value.
     """
 
     spec: Spec
@@ -561,8 +561,9 @@ def iter_sweep(
     """
     targets = validate(request)
     threads = request.threads or default_threads(request.device)
-    with ChunkRunner(threads) as runner:
-        yield from _iter_tiles(request, targets, runner, cancel)
+    adaptive = request.threads is None
+    with ChunkRunner(threads, request.device, adaptive=adaptive) as runner:
+        yield from runner.drive(_iter_tiles(request, targets, runner, cancel))
 
 
 def _iter_tiles(

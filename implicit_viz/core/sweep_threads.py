@@ -16,18 +16,23 @@ takes it, and the chunks' results are put back together in order (:func:`concat_
 
 Thread settings. ``torch.set_num_threads`` sets the calling thread's OpenMP team size, but also
 two process-wide values: the count that threads starting later take on their first parallel
-operation, and MKL's thread count. Workers set 1 for themselves (so those globals read 1 while a
-sweep runs); :class:`ChunkRunner` puts them back on :meth:`~ChunkRunner.close` by setting, in
-the thread that closes it, the count that thread had when the runner was made. A caller whose
-torch already runs one thread, with one worker asked for, runs every chunk inline and changes
-nothing.
+operation, and MKL's thread count. Workers set 1 for themselves. The sweep's own work in the
+calling thread (setting up tiles, merging chunks, writing results out) runs on one thread too
+(:meth:`ChunkRunner.drive`): an idle OpenMP team spins for milliseconds after each operation,
+and the caller's team would take a core from the workers. Before every tile is handed back (each
+``yield`` of :func:`~implicit_viz.core.sweep.iter_sweep`), the calling thread's own count is set
+again, which also puts the process-wide values back: between tiles and after the sweep, torch's
+settings are what the caller had. With one worker (or off the CPU) chunks run inline in the
+calling thread; a caller already on one thread then changes nothing at all.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from typing import Any, TypeVar
 
@@ -131,58 +136,149 @@ def concat_results(parts: Sequence[SolveResult]) -> SolveResult:
     return replace(parts[0], **out)
 
 
-def _one_thread(fn: Callable[[], T]) -> Callable[[], T]:
-    """``fn`` run with one intra-op thread in the worker that calls it."""
+def cores_taken_elsewhere() -> int | None:
+    """Threads running or ready to run on the machine now, besides the calling one (Linux:
+    ``procs_running`` of ``/proc/stat``, which counts the whole machine, other processes and
+    containers included); None where the OS does not say."""
+    try:
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"procs_running"):
+                    return max(0, int(line.split()[1]) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
-    def run() -> T:
-        if torch.get_num_threads() != 1:
-            torch.set_num_threads(1)
-        return fn()
 
-    return run
+def workers_for(jobs: int, threads: int, adaptive: bool) -> int:
+    """Workers for a tile of ``jobs`` chunks: at most ``threads`` and ``jobs``; when
+    ``adaptive``, also at most the cores nobody else is using right now (at least one), so that
+    a busy machine runs the tile on one thread rather than on workers fighting over a core."""
+    n = min(threads, jobs)
+    if adaptive and n > 1:
+        taken = cores_taken_elsewhere()
+        if taken is not None:
+            n = min(n, max(1, usable_cores() - taken))
+    return max(1, n)
 
 
 class ChunkRunner:
-    """Runs a sweep's chunk jobs on ``threads`` single-threaded workers; results in order.
+    """Runs a sweep's chunk jobs on up to ``threads`` single-threaded workers; results in order.
 
-    Use as a context manager (or call :meth:`close`): the worker pool is started on the first
-    :meth:`run` that needs it and the torch thread settings are restored when it closes.
+    The calling thread is one of the workers (it runs on one thread inside :meth:`drive`); the
+    others come from a pool started on the first tile that needs them. Use as a context manager
+    (or call :meth:`close`).
 
     Parameters
     ----------
     threads : int
-        Workers (>= 1).
+        Most workers (>= 1).
+    device : str or torch.device
+        Where the jobs compute. Off the CPU (a GPU runs a tile as one batch of kernels) every
+        job runs in the calling thread and no thread setting is touched.
+    adaptive : bool
+        Use, for each tile, only as many workers as there are cores free at its start
+        (:func:`workers_for`); the default rule. Results do not depend on it.
     """
 
-    def __init__(self, threads: int) -> None:
+    def __init__(
+        self, threads: int, device: str | torch.device = "cpu", adaptive: bool = False
+    ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.threads = threads
-        self._caller_threads = torch.get_num_threads()
-        # one worker for a caller already on one thread: run inline, change nothing
-        self._inline = threads == 1 and self._caller_threads == 1
+        self.adaptive = adaptive
+        self._cpu = torch.device(device).type == "cpu"
         self._pool: ThreadPoolExecutor | None = None
+        #: Workers used by each call of :meth:`run` (for tests and benchmarks).
+        self.workers_used: list[int] = []
+
+    @contextmanager
+    def caller_on_one_thread(self) -> Iterator[None]:
+        """The block runs with one intra-op thread in the calling thread (on the CPU); its own
+        count, and the process-wide ones, are set back to what the calling thread had at the
+        start of the block when it ends (see the module doc)."""
+        own = torch.get_num_threads() if self._cpu else 1
+        if own != 1:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if own != 1 or self._pool is not None:
+                torch.set_num_threads(own)
+
+    def drive(self, items: Iterator[T]) -> Iterator[T]:
+        """The items of a generator, each produced under :meth:`caller_on_one_thread`: the
+        sweep's own work in the calling thread (per-tile set-up, merging, write-out) runs on
+        one thread too, and the caller's code between items sees its own settings. (An OpenMP
+        team of the calling thread would spin for milliseconds after each of its operations,
+        taking a core from the workers.) The generator is closed when this one is."""
+        try:
+            while True:
+                with self.caller_on_one_thread():
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
     def run(self, jobs: Sequence[Callable[[], T]]) -> list[T]:
-        """Call every job (each with one intra-op thread), in parallel where workers allow;
-        returns their results in the order of ``jobs``. A job's exception is raised here."""
-        if self._inline:
+        """Call every job, each on one intra-op thread, on up to ``threads`` workers that take
+        the next job as they finish one; returns the results in the order of ``jobs``. The
+        first exception of a job is raised here, after the running jobs end. The calling
+        thread is one of the workers: call this inside :meth:`drive` (or on a thread already
+        on one intra-op thread)."""
+        n = workers_for(len(jobs), self.threads, self.adaptive) if self._cpu else 1
+        self.workers_used.append(n)
+        if n == 1:
             return [job() for job in jobs]
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="implicit-viz-sweep")
-        futures = [self._pool.submit(_one_thread(job)) for job in jobs]
+            self._pool = ThreadPoolExecutor(
+                self.threads - 1, thread_name_prefix="implicit-viz-sweep"
+            )
+        results: list[Any] = [None] * len(jobs)
+        order = iter(range(len(jobs)))
+        lock = threading.Lock()
+        failed = threading.Event()
+
+        def lane(pooled: bool = True) -> None:
+            if pooled:  # this worker's team; and the globals, while a tile runs
+                torch.set_num_threads(1)
+            while not failed.is_set():
+                with lock:
+                    i = next(order, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = jobs[i]()
+                except BaseException:
+                    failed.set()
+                    raise
+
+        futures = [self._pool.submit(lane) for _ in range(n - 1)]
+        error: BaseException | None = None
         try:
-            return [f.result() for f in futures]
-        finally:
-            for f in futures:  # after an error: drop what has not started
-                f.cancel()
+            lane(pooled=False)  # the calling thread works too (on one thread: see drive)
+        except BaseException as exc:
+            error = exc
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        return results
 
     def close(self) -> None:
-        """Stop the workers and restore torch's thread settings (see the module doc)."""
+        """Stop the workers (waiting for the jobs that run)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(self._caller_threads)
 
     def __enter__(self) -> ChunkRunner:
         return self

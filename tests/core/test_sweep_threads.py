@@ -106,7 +106,7 @@ def test_chunks_land_on_their_cells_logistic_fixed_point_and_orbit(small_chunks,
     np.testing.assert_allclose(o[:, 0], r * res.z[0, :, 0] * (1 - res.z[0, :, 0]), atol=1e-5)
 
 
-def test_workers_run_side_by_side_on_one_thread_each(small_chunks, monkeypatch):
+def test_workers_run_side_by_side_on_one_thread_each(small_chunks, two_torch_threads, monkeypatch):
     seen: list[tuple[int, int]] = []
     barrier = threading.Barrier(2, timeout=20)
     lock = threading.Lock()
@@ -124,9 +124,40 @@ def test_workers_run_side_by_side_on_one_thread_each(small_chunks, monkeypatch):
     res = sweep(tanh_request(48, threads=2, preview=1))
     assert res.complete
     assert len(seen) == len(chunk_slices(48 * 48))
-    assert {n for _, n in seen} == {1}
+    assert {n for _, n in seen} == {1}  # the caller too, while it works on chunks
     assert len({t for t, _ in seen}) == 2
-    assert threading.get_ident() not in {t for t, _ in seen}
+    assert threading.get_ident() in {t for t, _ in seen}  # the calling thread is a worker
+    assert torch.get_num_threads() == 2
+
+
+def test_between_tiles_the_caller_has_its_own_thread_count(two_torch_threads, monkeypatch):
+    inside: list[int] = []
+    real = sweep_mod._tile_problem
+
+    def spy(*a, **kw):
+        inside.append(torch.get_num_threads())
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sweep_mod, "_tile_problem", spy)
+    between = [torch.get_num_threads() for _ in iter_sweep(tanh_request(32, threads=1))]
+    assert len(between) >= 2 and set(between) == {2}
+    assert inside and set(inside) == {1}
+
+
+def test_the_default_rule_leaves_cores_that_others_use(monkeypatch):
+    jobs = [lambda i=i: i * i for i in range(5)]
+    free = min(2, threads_mod.usable_cores())
+    for taken, want in [(None, free), (0, free), (threads_mod.usable_cores(), 1)]:
+        monkeypatch.setattr(threads_mod, "cores_taken_elsewhere", lambda t=taken: t)
+        with ChunkRunner(2, adaptive=True) as runner:
+            assert runner.run(jobs) == [0, 1, 4, 9, 16]
+        assert runner.workers_used == [want]
+    with ChunkRunner(2, adaptive=False) as runner:  # an explicit count is kept
+        runner.run(jobs)
+    assert runner.workers_used == [2]
+    with ChunkRunner(2, device="cuda") as runner:  # a GPU takes the tile in the caller
+        runner.run(jobs)
+    assert runner.workers_used == [1]
 
 
 @pytest.fixture
