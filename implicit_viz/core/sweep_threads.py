@@ -190,7 +190,7 @@ class ChunkRunner:
         self.adaptive = adaptive
         self._cpu = torch.device(device).type == "cpu"
         self._pool: ThreadPoolExecutor | None = None
-        #: Workers used by each call of :meth:`run` (for tests and benchmarks).
+        #: Workers used by each call of :meth:`run` with several jobs (tests, benchmarks).
         self.workers_used: list[int] = []
 
     @contextmanager
@@ -233,7 +233,8 @@ class ChunkRunner:
         thread is one of the workers: call this inside :meth:`drive` (or on a thread already
         on one intra-op thread)."""
         n = workers_for(len(jobs), self.threads, self.adaptive) if self._cpu else 1
-        self.workers_used.append(n)
+        if len(jobs) > 1:
+            self.workers_used.append(n)
         if n == 1:
             return [job() for job in jobs]
         if self._pool is None:
