@@ -555,9 +555,10 @@ def iter_sweep(
     When ``cancel()`` returns True the sweep stops, marks the result ``cancelled``, yields it
     once more and returns; unsolved cells keep ``NOT_RUN``.
 
-    On the CPU a tile's cells are solved in chunks on ``request.threads`` single-threaded
-    workers (:mod:`implicit_viz.core.sweep_threads`); torch's thread settings are as they were
-    once the sweep ends or the generator is closed.
+    On the CPU a tile's cells are solved in chunks on up to ``request.threads`` single-threaded
+    workers (:mod:`implicit_viz.core.sweep_threads`), the calling thread among them, so
+    ``cancel`` may be called from several threads. Between the tiles it yields, after the sweep
+    and once the generator is closed, torch's thread settings are the caller's.
     """
     targets = validate(request)
     threads = request.threads or default_threads(request.device)
