@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -677,56 +677,213 @@ def run_tiles(g: Grid, device: str, reps: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # section 2b: threads x machine load, and the per-step building blocks
 # --------------------------------------------------------------------------------------------
-def run_threads(g: Grid, reps: int) -> dict[str, Any] | None:
-    """Our sweep at torch's default thread count and at one thread, and the NumPy loop (one
-    thread), interleaved; on the machine as it is, then with one core kept busy."""
-    default = torch.get_num_threads()
-    if default <= 1:
+class _InlineRunner:
+    """The engine before single-threaded workers: every chunk job run in the calling thread."""
+
+    def __init__(self, threads: int, device: Any = "cpu", adaptive: bool = False) -> None:
+        pass
+
+    def run(self, jobs: list[Callable[[], Any]]) -> list[Any]:
+        return [job() for job in jobs]
+
+    def drive(self, items: Any) -> Any:
+        return items
+
+    def __enter__(self) -> _InlineRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class torch_threads:
+    """``torch.set_num_threads(n)`` in the calling thread for the block; the count it had after.
+    With ``whole_tiles`` the sweep engine also runs as it did before its workers: every tile one
+    batch, solved in the calling thread by torch's own OpenMP team (module attributes patched
+    for the block and restored)."""
+
+    def __init__(self, n: int, whole_tiles: bool = False, record: list | None = None) -> None:
+        self.n, self.whole_tiles, self.record = n, whole_tiles, record
+
+    def __enter__(self) -> torch_threads:
+        import implicit_viz.core.sweep as swm
+
+        self.own = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+        self.saved = (swm.ChunkRunner, swm.chunk_slices)
+        if self.whole_tiles:
+            swm.ChunkRunner = _InlineRunner  # type: ignore[misc,assignment]
+            swm.chunk_slices = lambda n, device="cpu": [slice(0, n)]
+        elif self.record is not None:
+            record, base = self.record, swm.ChunkRunner
+
+            class Recording(base):  # type: ignore[misc,valid-type]
+                """Keeps the workers each tile of the sweep used."""
+
+                def close(self) -> None:
+                    record.extend(w for w in self.workers_used if w)
+                    super().close()
+
+            swm.ChunkRunner = Recording  # type: ignore[misc]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import implicit_viz.core.sweep as swm
+
+        swm.ChunkRunner, swm.chunk_slices = self.saved  # type: ignore[misc]
+        torch.set_num_threads(self.own)
+
+
+#: A default this much slower than one thread is still "within noise" (the machine is shared).
+THREADS_NOISE = 0.10
+
+
+def cli_request(n: int, threads: int | None = None) -> SweepRequest:
+    """``implicit-viz sweep tanh_layer --x a=0:3:N --y 'x[0]=-2:2:N'`` as the CLI builds it
+    (the spec's tol and max_iter, float32, the coarse preview first)."""
+    spec = load_spec("tanh_layer")
+    return SweepRequest(
+        spec,
+        Axis.parse(f"a=0:3:{n}"),
+        Axis.parse(f"x[0]=-2:2:{n}"),
+        options=sweep_options(spec, dtype="float32"),
+        threads=threads,
+    )
+
+
+def run_threads(sizes: tuple[int, ...], reps: int) -> dict[str, Any] | None:
+    """The CLI's tanh sweep at each grid size, before and after single-threaded workers, on one
+    and two threads and by the default rule, beside the NumPy loop (one thread); interleaved
+    rounds on the machine as it is, then with one core kept busy."""
+    from implicit_viz.core.sweep_threads import default_threads
+
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        print("\n== torch threads x machine load: skipped (one core)")
         return None
-    req = library_request(g, "cpu")
-    calls = [
-        (f"ours sweep() threads={default}", default, lambda: sweep(req)),
-        ("ours sweep() threads=1", 1, lambda: sweep(req)),
-        (
-            "NumPy one vector per component",
-            None,
-            lambda: numpy_vec(g.a, g.x0, g.w, g.x1, TOL, MAX_ITER),
-        ),
+    two = 2
+    rule = default_threads("cpu")
+    rows = [
+        ("before: whole tiles, torch threads=1", "before_1"),
+        (f"before: whole tiles, torch threads={two}", "before_2"),
+        ("now: threads=1 (one worker)", "now_1"),
+        (f"now: threads={two} ({two} workers)", "now_2"),
+        (f"now: default (up to {rule}, free cores)", "now_default"),
+        ("NumPy one vector per component", "numpy"),
     ]
-
-    def wrap(th, fn):
-        def run():
-            if th is not None:
-                torch.set_num_threads(th)
-            return fn()
-
-        return run
-
-    fns = [wrap(th, fn) for _, th, fn in calls]
     out: dict[str, Any] = {
-        "grid": g.n,
-        "default_threads": default,
-        "rows": [c for c, _, _ in calls],
+        "torch_threads": torch.get_num_threads(),
+        "default_threads": rule,
+        "rows": [label for label, _ in rows],
+        "keys": [key for _, key in rows],
+        "grids": {},
     }
-    sync = make_sync("cpu")
-    try:
+    for n in sizes:
+        g = tanh_grid(n)
+        calls: dict[str, Callable[[], Any]] = {}
+        used: list[int] = []  # workers of the default's multi-chunk tiles, every call
+        for key, th, whole, req in [
+            ("before_1", 1, True, cli_request(n)),
+            ("before_2", two, True, cli_request(n)),
+            ("now_1", two, False, cli_request(n, 1)),
+            ("now_2", two, False, cli_request(n, two)),
+            ("now_default", torch.get_num_threads(), False, cli_request(n)),
+        ]:
+            rec = used if key == "now_default" else None
+
+            def call(th=th, whole=whole, req=req, rec=rec) -> Any:
+                with torch_threads(th, whole_tiles=whole, record=rec):
+                    return sweep(req)
+
+            calls[key] = call
+        calls["numpy"] = lambda g=g: numpy_vec(g.a, g.x0, g.w, g.x1, TOL, MAX_ITER)
+        fns = [calls[key] for _, key in rows]
+        # the same arrays whatever the threads (the engine's promise, checked here too)
+        ref = calls["now_1"]()
+        same = all(
+            np.array_equal(getattr(ref, a), getattr(calls[k](), a), equal_nan=True)
+            for k in ("now_2", "now_default")
+            for a in ("status", "iterations", "residual", "period", "lyapunov", "basin")
+        )
         for fn in fns:  # warm-up
             fn()
-        out["quiet"] = time_round_robin(fns, reps, sync, collect_each=True)
-        with BusyCore():
-            out["one core busy"] = time_round_robin(fns, reps, sync, collect_each=True)
-    finally:
-        torch.set_num_threads(default)
+        sync = make_sync("cpu")
+        grid: dict[str, Any] = {"identical_arrays": same, "loadavg_before": loadavg()}
+        used.clear()
+        grid["quiet"] = time_round_robin(fns, reps, sync, collect_each=True)
+        grid["default_workers_quiet"], used[:] = list(used), []
+        with BusyCore(limit_s=600.0):
+            grid["one core busy"] = time_round_robin(fns, reps, sync, collect_each=True)
+        grid["default_workers_busy"] = list(used)
+        grid["loadavg_after"] = loadavg()
+        out["grids"][n] = grid
+    print_threads(out, reps)
+    return out
+
+
+def _counts(used: list[int]) -> str:
+    """``[1, 1, 2]`` as ``"1 x 2, 2 x 1"`` (workers x tiles); "none" when no tile had two chunks."""
+    return ", ".join(f"{w} x {used.count(w)}" for w in sorted(set(used))) or "none"
+
+
+def print_threads(out: dict[str, Any], reps: int) -> None:
     print()
     print(
-        f"== torch threads x machine load: {g.n} x {g.n} tanh sweep, median (max) s of {reps} "
-        f"interleaved rounds; 'one core busy' = a child process spinning on one core"
+        f"== torch threads x machine load: the CLI's tanh sweep (preview first, spec tol and "
+        f"max_iter, float32), median (min) s of {reps} interleaved rounds; 'one core busy' = a "
+        f"child process spinning on one core; x 1t = median / 'before, torch threads=1'"
     )
-    print(f"   {'':<34}{'quiet':>20}{'one core busy':>20}")
-    for i, name in enumerate(out["rows"]):
-        q, b = out["quiet"][i], out["one core busy"][i]
-        print(f"   {name:<34}{med(q):>11.3f} ({max(q):>6.3f}){med(b):>11.3f} ({max(b):>6.3f})")
-    return out
+    verdicts = []
+    for n, grid in out["grids"].items():
+        q, b = grid["quiet"], grid["one core busy"]
+        base_q, base_b = med(q[0]), med(b[0])
+        print(
+            f"   {n} x {n} ({n * n:,} cells; load average {grid['loadavg_before']} -> "
+            f"{grid['loadavg_after']}; same arrays for every thread count: "
+            f"{'yes' if grid['identical_arrays'] else 'NO'}; workers the default took for its "
+            f"tiles of several chunks: quiet {_counts(grid['default_workers_quiet'])}, busy "
+            f"{_counts(grid['default_workers_busy'])})"
+        )
+        print(f"   {'':<44}{'quiet':>16}{'x 1t':>7}{'one core busy':>18}{'x 1t':>7}")
+        for i, name in enumerate(out["rows"]):
+            print(
+                f"   {name:<44}{med(q[i]):>8.3f} ({min(q[i]):>5.3f}){med(q[i]) / base_q:>7.2f}"
+                f"{med(b[i]):>10.3f} ({min(b[i]):>5.3f}){med(b[i]) / base_b:>7.2f}"
+            )
+        keys = out["keys"]
+        d, old2 = keys.index("now_default"), keys.index("before_2")
+        ones = [keys.index("before_1"), keys.index("now_1")]
+
+        def one_thread(ts: list[list[float]], ones: list[int] = ones) -> tuple[float, float]:
+            """The faster one-thread row's median, and the noise: how far the two one-thread
+            rows (the same work on one thread) disagree."""
+            m = sorted(med(ts[i]) for i in ones)
+            return m[0], m[1] / m[0]
+
+        (t1_q, noise_q), (t1_b, noise_b) = one_thread(q), one_thread(b)
+        r_q, r_b = med(q[d]) / t1_q, med(b[d]) / t1_b
+        r_old = med(q[d]) / med(q[old2])
+        lim_q, lim_b = max(1 + THREADS_NOISE, noise_q), max(1 + THREADS_NOISE, noise_b)
+        ok = r_q <= lim_q and r_b <= lim_b and r_old <= lim_q
+        verdicts.append(ok)
+        grid["ratios"] = {
+            "default_vs_1thread_quiet": r_q,
+            "default_vs_1thread_busy": r_b,
+            "default_vs_before_quiet": r_old,
+            "default_vs_before_busy": med(b[d]) / med(b[old2]),
+            "noise_quiet": noise_q,
+            "noise_busy": noise_b,
+            "pass": ok,
+        }
+        print(
+            f"   default / 1 thread (the faster one-thread row): quiet {r_q:.2f}, busy "
+            f"{r_b:.2f}; default / before (threads={out['torch_threads']}): quiet "
+            f"{r_old:.2f}, busy {grid['ratios']['default_vs_before_busy']:.2f}; noise (the "
+            f"one-thread rows' disagreement): quiet {noise_q:.2f}, busy {noise_b:.2f}; target: "
+            f"the first three <= max(noise, {1 + THREADS_NOISE:.2f}): "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
+    out["pass"] = all(verdicts)
 
 
 def run_blocks(g: Grid, device: str, tile: int) -> dict[str, Any]:
@@ -1024,14 +1181,21 @@ def run_memory(n: int, device: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 def run_profile(g: Grid, device: str) -> dict[str, Any]:
     """One library sweep with timers wrapped around the engine's pieces (the module attributes
-    are patched for the run and restored), then one under cProfile for the hottest leaves."""
+    are patched for the run and restored), then one under cProfile for the hottest leaves; on
+    one thread, inline (``threads=1`` from a caller on one torch thread), so that the timers
+    and cProfile see every piece in the thread that runs it."""
+    with torch_threads(1):
+        return _run_profile(g, device)
+
+
+def _run_profile(g: Grid, device: str) -> dict[str, Any]:
     import implicit_viz.core.compiled_map as prb
     import implicit_viz.core.driver.pieces as pcs
     import implicit_viz.core.driver.rows as rws
     import implicit_viz.core.lyapunov as lya
     import implicit_viz.core.sweep as swm
 
-    req = library_request(g, device)
+    req = replace(library_request(g, device), threads=1)
     sync = make_sync(device)
     sweep(req)
     sync()
@@ -1100,7 +1264,7 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
     rest = solve_s - sum(acc.get(lab, 0.0) for lab in (map_l, cyc_l, conf_l, pts_l, twin_l))
     print()
     print(
-        f"== where one {g.n} x {g.n} library sweep (default options) spends its time: "
+        f"== where one {g.n} x {g.n} library sweep (default options, one thread) spends its time: "
         f"{total:.3f} s with timers around the pieces ({plain:.3f} s without)"
     )
     order = [
@@ -1323,7 +1487,7 @@ def main(argv: list[str] | None = None) -> int:
     tiles = None if args.no_tiles else run_tiles(g, args.device, max(2, reps // 2))
     threads = None
     if args.device == "cpu" and not args.no_contend:
-        threads = run_threads(tanh_grid(min(n, 256)), 2 if args.quick else 3)
+        threads = run_threads((128, 512), 2 if args.quick else 3)
     blocks = None if args.no_profile else run_blocks(g, args.device, tanh["library_tile"])
     deq = None if args.no_deq else run_deq(deq_n, args.device, max(2, reps // 2 + 1))
     mem = None if args.no_memory else run_memory(mem_n, args.device)

@@ -60,6 +60,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tile", type=int_in(1), help="cells per tile (overrides --memory-mb)")
     p.add_argument(
+        "--threads",
+        type=int_in(1, 256),
+        default=None,
+        metavar="N",
+        help="CPU workers, each running torch on one thread, solving a tile's chunks side by "
+        "side (default: torch's thread count, at most the usable cores); results are the "
+        "same for any N",
+    )
+    p.add_argument(
         "--no-lyapunov",
         action="store_true",
         help="skip the Lyapunov estimate of cells that run out of budget",
@@ -114,6 +123,7 @@ def build_request(args: argparse.Namespace):
         tile_size=args.tile,
         basin_tol=args.basin_tol,
         orbit=args.orbit,
+        threads=args.threads,
     )
 
 

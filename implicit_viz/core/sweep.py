@@ -35,6 +35,12 @@ from implicit_viz.core.result import SolveOptions, SolveResult
 from implicit_viz.core.solver_settings import FLOAT32_MIN_TOL  # noqa: F401  (re-exported)
 from implicit_viz.core.spec import Spec, Target, parse_target
 from implicit_viz.core.status import Status, status_descriptions, status_names
+from implicit_viz.core.sweep_threads import (
+    ChunkRunner,
+    chunk_slices,
+    concat_results,
+    default_threads,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from implicit_viz.core.solver_settings import SolverSettings
@@ -153,6 +159,11 @@ class SweepRequest:
         Stride of the coarse first pass along each axis (1: none).
     orbit : int
         For a 1-D sweep: iterates recorded after the solve, per cell (orbit diagram).
+    threads : int or None
+        CPU workers, each running torch on one thread, that solve a tile's chunks side by side
+        (see :mod:`implicit_viz.core.sweep_threads`); None: up to the calling thread's
+        ``torch.get_num_threads()``, at most the usable cores, and for each tile at most the
+        cores no other process is using at its start. Results are the same for any value.
     """
 
     spec: Spec
@@ -168,6 +179,7 @@ class SweepRequest:
     basin_tol: float | None = None
     preview: int = 4
     orbit: int = 0
+    threads: int | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -454,6 +466,8 @@ def validate(request: SweepRequest) -> list[Target]:
             raise SweepError(f"orbit must lie in 1..4096 iterates, got {request.orbit}")
     if request.preview < 1:
         raise SweepError(f"preview stride must be at least 1, got {request.preview}")
+    if request.threads is not None and request.threads < 1:
+        raise SweepError(f"threads must be at least 1, got {request.threads}")
     if request.basin_tol is not None and not request.basin_tol > 0:
         raise SweepError(f"basin_tol must be positive, got {request.basin_tol}")
     try:
@@ -576,8 +590,26 @@ def iter_sweep(
     The yielded result is the same object each time, filled in place (copy what you keep).
     When ``cancel()`` returns True the sweep stops, marks the result ``cancelled``, yields it
     once more and returns; unsolved cells keep ``NOT_RUN``.
+
+    On the CPU a tile's cells are solved in chunks on up to ``request.threads`` single-threaded
+    workers (:mod:`implicit_viz.core.sweep_threads`), the calling thread among them, so
+    ``cancel`` may be called from several threads. Between the tiles it yields, after the sweep
+    and once the generator is closed, torch's thread settings are the caller's.
     """
     targets = validate(request)
+    threads = request.threads or default_threads(request.device)
+    adaptive = request.threads is None
+    with ChunkRunner(threads, request.device, adaptive=adaptive) as runner:
+        yield from runner.drive(_iter_tiles(request, targets, runner, cancel))
+
+
+def _iter_tiles(
+    request: SweepRequest,
+    targets: list[Target],
+    runner: ChunkRunner,
+    cancel: Callable[[], bool] | None,
+) -> Iterator[tuple[SweepResult, SweepProgress]]:
+    """The body of :func:`iter_sweep`: tiles solved through ``runner``."""
     t0 = time.perf_counter()
     fmap = compile_spec(request.spec, device=request.device, dtype=request.dtype)
     solver = resolve_solver(request.solver, request.solver_options)
@@ -626,8 +658,7 @@ def iter_sweep(
             if cancel is not None and cancel():
                 cancelled = True
                 break
-            fm, z0 = _tile_problem(fmap, targets, idx, nx, xs, ys)
-            res = solve(fm, solver, z0, options=request.options, cancel=cancel)
+            res, orbit = _solve_tile(runner, fmap, solver, request, targets, idx, xs, ys, cancel)
             # a run of consecutive cells (every tile of a sweep without preview) is written
             # through a slice: several times cheaper than an index array
             at = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
@@ -652,8 +683,8 @@ def iter_sweep(
             rank = _relabel(result, basins, rank)
             if ids is not None and rank is not None:
                 flat_basin[idx[conv]] = np.where(ids >= 0, rank[np.maximum(ids, 0)], -1)
-            if request.orbit:
-                result.orbit[idx] = _orbit(fm, solver, res, request.orbit)  # type: ignore[index]
+            if orbit is not None:
+                result.orbit[idx] = orbit  # type: ignore[index]
             result.cell_iterations += int(res.iterations.sum())
             solved += int((st != int(Status.NOT_RUN)).sum())
             if (st == int(Status.NOT_RUN)).any():
@@ -667,6 +698,37 @@ def iter_sweep(
     result.elapsed_s = time.perf_counter() - t0
     if cancelled:
         yield result, SweepProgress(solved, total, len(passes), result.elapsed_s)
+
+
+def _solve_tile(
+    runner: ChunkRunner,
+    fmap: FixedPointMap,
+    solver: Any,
+    request: SweepRequest,
+    targets: list[Target],
+    idx: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    cancel: Callable[[], bool] | None,
+) -> tuple[SolveResult, np.ndarray | None]:
+    """Solve the cells ``idx`` of a tile, chunk by chunk on the runner's workers
+    (:func:`~implicit_viz.core.sweep_threads.chunk_slices`); returns the tile's result and, when
+    ``request.orbit``, its orbit ``(len(idx), orbit, D)``."""
+    nx = request.shape[1]
+
+    def job(cells: np.ndarray) -> Callable[[], tuple[SolveResult, np.ndarray | None]]:
+        def run() -> tuple[SolveResult, np.ndarray | None]:
+            fm, z0 = _tile_problem(fmap, targets, cells, nx, xs, ys)
+            res = solve(fm, solver, z0, options=request.options, cancel=cancel)
+            orbit = _orbit(fm, solver, res, request.orbit) if request.orbit else None
+            return res, orbit
+
+        return run
+
+    parts = runner.run([job(idx[s]) for s in chunk_slices(len(idx), request.device)])
+    orbits = [o for _, o in parts]
+    orbit = np.concatenate(orbits) if request.orbit else None  # type: ignore[arg-type]
+    return concat_results([r for r, _ in parts]), orbit
 
 
 def _tile_problem(

@@ -165,3 +165,20 @@ def test_out_through_a_symlink_checks_the_target_folder(tmp_path, capsys):
     code, _, err = run(capsys, "tanh_layer", "--x", "a=0:3:8", "--out", str(link))
     assert code == 0, err
     assert link.is_symlink() and np.load(real)["status"].shape == (1, 8)
+
+
+def test_threads_option_gives_the_same_file_for_any_count(tmp_path, capsys, monkeypatch):
+    import implicit_viz.core.sweep_threads as threads_mod
+
+    monkeypatch.setattr(threads_mod, "CHUNK_CELLS", 300)  # tiles of 40 x 30 in 4 chunks
+    files = []
+    for n in ("1", "2"):
+        out = tmp_path / f"t{n}.npz"
+        argv = ["tanh_layer", "--x", "a=0:3:40", "--y", "x[0]=-2:2:30", "--threads", n]
+        code, _, _ = run(capsys, *argv, "--out", str(out))
+        assert code == 0
+        files.append(np.load(out))
+    for name in ("status", "iterations", "residual", "period", "basin", "lyapunov", "z"):
+        np.testing.assert_array_equal(files[0][name], files[1][name], name)
+    code, _, err = run(capsys, "tanh_layer", "--x", "a=0:3:5", "--threads", "0")
+    assert code != 0 and "--threads" in err
