@@ -28,12 +28,13 @@ All states are batch-last: ``z``, ``w`` are ``(D, n)``; the ring is ``(h, D, B)`
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from implicit_viz.core.cycles import CYCLE_REL, ring_points
+from implicit_viz.core.cycles import CYCLE_REL
 from implicit_viz.core.result import SolveOptions
 
 #: Newton steps (each one Jacobian of ``f`` at ``k`` points per row) before a candidate that
@@ -131,20 +132,18 @@ def _polish_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """:func:`polish_cycles` on one chunk: ``ok (n,)``, ``period (n,)``, points ``(n, L, D)``
     (or None)."""
-    h = ring.shape[0]
     # Sorted by lag, longest first: the rows still stepping at step j of f^k are a prefix.
     order = torch.argsort(lag, descending=True, stable=True)
     lag_s, rows_s = lag.index_select(0, order), rows.index_select(0, order)
     f = step_map.take(rows_s)
-    z_t = ring_points(ring, torch.full_like(rows_s, k % h), rows_s).T.contiguous()  # (D, n)
-    z_t1 = ring_points(ring, torch.full_like(rows_s, (k - 1) % h), rows_s).T
-    spread = _absmax(z_t - z_t1)
+    window = _ring_window(ring, k, rows_s, lag_s)  # z_{k - lag} .. z_k
+    z_t = _end_points(window, lag_s)  # (D, n)
+    spread = _absmax(z_t - _end_points(window, lag_s - 1))
     eps = torch.finfo(ring.dtype).eps
     tight = torch.minimum(period_tol * (1 + _absmax(z_t)), CYCLE_REL * spread)
-    window = _ring_window(ring, k, rows_s, lag_s)
     w, orbit, good = _newton(f, window, lag_s, tight, spread, eps)
-    per, cycle_spread = _minimal_period(orbit, lag_s, tight, good)
-    ok = (per >= 2) & _on_or_converging(ring, k, count, rows_s, w, per, cycle_spread, tight)
+    per = _minimal_period(orbit, lag_s, tight, good)
+    ok = _on_or_converging(window, orbit, lag_s, w, per, tight)
     per = torch.where(ok, per, 0)
     inv = torch.empty_like(order)
     inv[order] = torch.arange(order.numel(), device=order.device)
@@ -152,21 +151,36 @@ def _polish_chunk(
     return ok.index_select(0, inv), per.index_select(0, inv), pts
 
 
+def _bands(lag: torch.Tensor) -> list[tuple[slice, int]]:
+    """Rows sorted by lag, longest first, in bands of lags ``(2^i, 2^(i+1)]``: ``(rows, longest
+    lag)`` per band, so that work on ``(L + 1, n)`` blocks is at most twice the work on each
+    row's own lag, with a handful of operations per band."""
+    edges = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], device=lag.device)
+    _, counts = torch.unique_consecutive(torch.bucketize(lag, edges), return_counts=True)
+    out, at = [], 0
+    for m in counts.tolist():
+        out.append((slice(at, at + m), int(lag[at])))
+        at += m
+    return out
+
+
 def _ring_window(ring: torch.Tensor, k: int, rows: torch.Tensor, lag: torch.Tensor) -> torch.Tensor:
     """The last ``lag_i + 1`` iterates of each row, ``W[j] = z_{k - lag_i + j}`` for
-    ``j <= lag_i`` (undefined beyond): ``(L + 1, D, n)``, the orbit of ``z_{k - lag_i}`` under
+    ``j <= lag_i`` (``z_k`` beyond): ``(L + 1, D, n)``, the orbit of ``z_{k - lag_i}`` under
     ``f^{lag_i}`` as the loop computed it (rows sorted by lag, longest first)."""
-    h, d, _ = ring.shape
+    h, d, b = ring.shape
     n = int(rows.numel())
     dev = ring.device
-    runs = lag + 1
-    pos = torch.arange(n, device=dev).repeat_interleave(runs)  # (N,) the row of each point
-    starts = torch.cumsum(runs, 0) - runs
-    j = torch.arange(int(runs.sum()), device=dev) - starts.repeat_interleave(runs)  # (N,)
-    slots = (k - lag.index_select(0, pos) + j) % h
-    pts = ring_points(ring, slots, rows.index_select(0, pos))  # (N, D)
+    flat = ring.reshape(-1)
+    comp = torch.arange(0, d * b, b, device=dev)[None, :, None]  # (1, D, 1) component offsets
     out = ring.new_empty((int(lag[0]) + 1, d, n))
-    out.permute(0, 2, 1)[j, pos] = pts
+    for rs, big_l in _bands(lag):
+        lag_b = lag[rs]
+        j = torch.arange(big_l + 1, device=dev)[:, None]
+        slots = torch.minimum(j, lag_b) + ((k - lag_b) % h)  # (L + 1, m), below 2 h
+        slots = torch.where(slots >= h, slots - h, slots)
+        idx = (slots * (d * b) + rows[rs])[:, None] + comp  # (L + 1, D, m)
+        out[: big_l + 1, :, rs] = flat.index_select(0, idx.reshape(-1)).view(idx.shape)
     return out
 
 
@@ -182,32 +196,19 @@ def _absmax(x: torch.Tensor) -> torch.Tensor:
     return acc
 
 
-def _prefix_maps(f: Any, lag: torch.Tensor) -> list[tuple[int, Any]]:
-    """For each step ``j < max lag``: how many rows (sorted, longest lag first) still step,
-    and ``f`` taken to them (one take per distinct count)."""
-    big_l = int(lag[0])
-    n = int(lag.numel())
-    steps = torch.arange(big_l, device=lag.device, dtype=lag.dtype)
-    # rows with lag > j: -lag is ascending
-    counts = torch.searchsorted(-lag, -steps, side="left").tolist()
-    maps: list[tuple[int, Any]] = []
-    cache: dict[int, Any] = {}
-    for m in counts:
-        if m not in cache:
-            cache[m] = f if m == n else f.take(torch.arange(m, device=lag.device))
-        maps.append((m, cache[m]))
-    return maps
+def _prefix(lag: torch.Tensor) -> list[int]:
+    """For each step ``j < max lag``, how many rows (sorted, longest lag first) have
+    ``lag > j``: they are the first ones."""
+    steps = torch.arange(int(lag[0]), device=lag.device, dtype=lag.dtype)
+    return torch.searchsorted(-lag, -steps, side="left").tolist()  # -lag is ascending
 
 
-def _orbit(f: Any, w: torch.Tensor, prefix: list[tuple[int, Any]]) -> torch.Tensor:
-    """``W[j] = f^j(w)`` for ``j <= lag_i`` of each row of ``w (D, n)`` (rows sorted by lag,
-    longest first), undefined beyond: ``(L + 1, D, n)``. ``prefix[j] = (m, f on the first m rows)``,
-    the rows with ``lag > j`` (:func:`_prefix_maps`)."""
-    d, n = w.shape
-    out = w.new_empty((len(prefix) + 1, d, n))
+def _orbit(f: Any, w: torch.Tensor, big_l: int) -> torch.Tensor:
+    """``W[j] = f^j(w)`` for ``j <= L`` of every row of ``w (D, n)``: ``(L + 1, D, n)``."""
+    out = w.new_empty((big_l + 1, *w.shape))
     out[0] = w
-    for j, (m, f_m) in enumerate(prefix):
-        out[j + 1, :, :m] = f_m(w if m == n and j == 0 else out[j, :, :m].contiguous())
+    for j in range(big_l):
+        out[j + 1] = f(out[j])
     return out
 
 
@@ -217,17 +218,17 @@ def _end_points(orbit: torch.Tensor, lag: torch.Tensor) -> torch.Tensor:
     return orbit.gather(0, idx)[0]
 
 
-def _jacobian_product(f: Any, orbit: torch.Tensor, prefix: list[tuple[int, Any]]) -> torch.Tensor:
+def _jacobian_product(f: Any, orbit: torch.Tensor, prefix: list[int]) -> torch.Tensor:
     """``M_i = Df(W[k_i - 1]) ... Df(W[0])`` for each row (the chain rule for ``Df^k``):
     ``(D, D, n)``, batch-last, from the Jacobians of ``f`` at every point of every row's orbit
     at once (:func:`jacobians_fd`)."""
     d, n = orbit.shape[1:]
-    cols = torch.cat([orbit[j, :, :m] for j, (m, _) in enumerate(prefix)], dim=1)  # (D, sum m)
-    owner = torch.cat([torch.arange(m, device=orbit.device) for m, _ in prefix])
+    cols = torch.cat([orbit[j, :, :m] for j, m in enumerate(prefix)], dim=1)  # (D, sum m)
+    owner = torch.cat([torch.arange(m, device=orbit.device) for m in prefix])
     jac = jacobians_fd(f.take(owner), cols)  # (D, D, sum m)
     prod = torch.eye(d, dtype=orbit.dtype, device=orbit.device)[..., None].repeat(1, 1, n)
     at = 0
-    for m, _ in prefix:
+    for m in prefix:
         j_m, p_m = jac[:, :, at : at + m], prod[:, :, :m]
         at += m
         if d == 1:
@@ -299,7 +300,7 @@ def _newton(
     dev = window.device
     z0 = window[0].contiguous()
     w = z0.clone()
-    orbit = window
+    orbit = window  # copied before Newton's iterates overwrite any of it
     good = torch.zeros(n, dtype=torch.bool, device=dev)
     last_res = z0.new_full((n,), float("inf"))
     active = torch.arange(n, device=dev)  # sorted positions still iterating
@@ -308,12 +309,13 @@ def _newton(
         everyone = active.numel() == n
         f_a = f if everyone else f.take(active)
         lag_a = lag if everyone else lag.index_select(0, active)
-        prefix = _prefix_maps(f_a, lag_a)
         w_a = w if everyone else w.index_select(1, active)
         if it == 0:
             orb = window  # the ring's iterates are the orbit of the first point
-        else:
-            orb = _orbit(f_a, w_a, prefix)
+        else:  # few rows by now: every row steps to the longest lag
+            orb = _orbit(f_a, w_a, int(lag_a[0]))
+            if orbit is window:
+                orbit = window.clone()
             orbit[: orb.shape[0], :, active] = orb
         g = _end_points(orb, lag_a) - w_a  # (D, m): f^k(w) - w
         res = _absmax(g)
@@ -328,9 +330,8 @@ def _newton(
             active, lag_a, w_a, orb, g = active[go], lag_a[go], w_a[:, go], orb[:, :, go], g[:, go]
             quiet, res = quiet[go], res[go]
             f_a = f.take(active)
-            prefix = _prefix_maps(f_a, lag_a)
         last_res[active] = res
-        jac = _jacobian_product(f_a, orb, prefix)  # (D, D, m)
+        jac = _jacobian_product(f_a, orb, _prefix(lag_a))  # (D, D, m)
         delta, solved = _solve_small(eye[..., None] - jac, g)  # (D, m)
         w_new = w_a + delta
         step = _absmax(delta)
@@ -349,55 +350,63 @@ def _newton(
 
 def _minimal_period(
     orbit: torch.Tensor, lag: torch.Tensor, tight: torch.Tensor, good: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The smallest divisor ``p`` of each row's lag with ``||W[p] - W[0]||_inf <= tight`` (0
-    where the polish failed or none fits; 1 is a fixed point), and the cycle's spread
-    ``min_{0 < j < p} ||W[j] - W[0]||_inf`` (inf where ``p < 2``): ``(n,)`` each. Rows are
-    sorted by lag, longest first, so each lag is one slice of them."""
-    n = int(lag.numel())
+) -> torch.Tensor:
+    """The smallest divisor ``p`` of each row's lag with ``||W[p] - W[0]||_inf <= tight``:
+    ``(n,)``, 0 where the polish failed or none fits (1 is a fixed point). Rows sorted by lag,
+    longest first, worked on in bands."""
     per = torch.zeros_like(lag)
-    spread = orbit.new_full((n,), float("inf"))
-    lags, counts = torch.unique_consecutive(lag, return_counts=True)
-    at = 0
-    for big_l, m in zip(lags.tolist(), counts.tolist(), strict=True):
-        rows = slice(at, at + m)
-        at += m
-        gap = _absmax(orbit[1 : big_l + 1, :, rows] - orbit[0, :, rows])  # (L, m): j = 1..L
-        p = torch.zeros(m, dtype=lag.dtype, device=lag.device)
-        for q in reversed([q for q in range(1, big_l + 1) if big_l % q == 0]):
-            p = torch.where(gap[q - 1] <= tight[rows], q, p)  # the smallest fitting divisor wins
-        per[rows] = torch.where(good[rows], p, 0)
-        if big_l > 1:
-            low = torch.nan_to_num(gap[: big_l - 1], nan=float("inf")).cummin(dim=0).values
-            s = low.gather(0, (p - 2).clamp(min=0)[None])[0]
-            spread[rows] = torch.where(p >= 2, s, float("inf"))
-    return per, spread
+    for rs, big_l in _bands(lag):
+        gap = _absmax(orbit[1 : big_l + 1, :, rs] - orbit[0, :, rs])  # (L, m): j = 1..L
+        fits = (gap <= tight[rs]) & _divides(big_l, orbit.device).index_select(1, lag[rs])
+        j = torch.arange(1, big_l + 1, device=orbit.device, dtype=torch.int16)[:, None]
+        first = torch.where(fits, j, big_l + 1).amin(dim=0).to(lag.dtype)  # L + 1: none
+        per[rs] = torch.where(good[rs] & (first <= big_l), first, 0)
+    return per
+
+
+@functools.lru_cache(maxsize=16)
+def _divides_cpu(big_l: int) -> torch.Tensor:
+    j = torch.arange(1, big_l + 1)[:, None]
+    q = torch.arange(big_l + 1)[None]
+    return (q % j == 0) & (q >= j)
+
+
+def _divides(big_l: int, device: torch.device) -> torch.Tensor:
+    """``(L, L + 1)`` bool: ``[j - 1, q]`` where ``j`` divides ``q`` (``1 <= j <= q``)."""
+    return _divides_cpu(big_l).to(device)
 
 
 def _on_or_converging(
-    ring: torch.Tensor,
-    k: int,
-    count: int,
-    rows: torch.Tensor,
+    window: torch.Tensor,
+    orbit: torch.Tensor,
+    lag: torch.Tensor,
     w: torch.Tensor,
     per: torch.Tensor,
-    cycle_spread: torch.Tensor,
     tight: torch.Tensor,
 ) -> torch.Tensor:
-    """Whether each orbit is on its polished cycle (``e_0 <= tight``) or converging to it
-    (``e_0 <= NEAR_FRACTION * spread``, and ``e_0`` not above both ``e_1`` and the oldest
-    ``e_j`` the ring holds), with ``e_j = ||z_{k - j p} - w||_inf``: ``(n,)`` bool."""
-    h = ring.shape[0]
-    avail = min(count, h) - 1  # the oldest lag the ring holds
+    """Whether each orbit is on its polished cycle of period ``per >= 2`` (``e_0 <= tight``)
+    or converging to it (``e_0 <= NEAR_FRACTION`` times the cycle's spread
+    ``min_{0 < j < p} ||W[j] - w||_inf``, and ``e_0`` not above both ``e_1`` and ``e_{k/p}``),
+    with ``e_j = ||z_{T - j p} - w||_inf`` over the ring's window ``z_{T-k} .. z_T``
+    ``(L + 1, D, n)`` (``w``, with its orbit ``W``, has the phase of ``z_{T-k}``, and ``p``
+    divides ``k``): ``(n,)`` bool."""
     p = per.clamp(min=1)
-    lags = torch.stack([torch.zeros_like(p), p, (avail // p) * p], dim=1)  # (n, 3)
-    slots = ((k - lags.clamp(max=avail)) % h).reshape(-1)
-    zs = ring_points(ring, slots, rows.repeat_interleave(3)).view(-1, 3, w.shape[0])
-    e = _absmax((zs - w.T[:, None]).transpose(1, 2))  # (n, 3)
-    e0 = e[:, 0]
-    on = e0 <= tight
-    converging = (e0 <= NEAR_FRACTION * cycle_spread) & (e0 <= torch.maximum(e[:, 1], e[:, 2]))
-    return on | converging
+    e0 = _absmax(_end_points(window, lag) - w)
+    ok = (per >= 2) & (e0 <= tight)
+    rest = ((per >= 2) & ~ok).nonzero().squeeze(1)  # few: the spread only for them
+    if rest.numel():
+        sub = orbit.index_select(2, rest)
+        p_r = p.index_select(0, rest)
+        j = torch.arange(1, sub.shape[0], device=w.device)[:, None]
+        gap = _absmax(sub[1:] - sub[0])  # (L, r)
+        spread = torch.where(j < p_r, gap, float("inf")).amin(dim=0)
+        w_r, e0_r = w.index_select(1, rest), e0.index_select(0, rest)
+        lag_r = lag.index_select(0, rest)
+        e1 = _absmax(_end_points(window.index_select(2, rest), lag_r - p_r) - w_r)
+        e_first = _absmax(window[0].index_select(1, rest) - w_r)
+        near = e0_r <= NEAR_FRACTION * spread
+        ok[rest] = near & (e0_r <= torch.maximum(e1, e_first))
+    return ok
 
 
 def _cycle_points(orbit: torch.Tensor, per: torch.Tensor) -> torch.Tensor:
