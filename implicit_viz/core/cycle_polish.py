@@ -141,13 +141,15 @@ def _polish_chunk(
     spread = _absmax(z_t - _end_points(window, lag_s - 1))
     eps = torch.finfo(ring.dtype).eps
     tight = torch.minimum(period_tol * (1 + _absmax(z_t)), CYCLE_REL * spread)
-    w, orbit, good = _newton(f, window, lag_s, tight, spread, eps)
+    w, orbit, good, last_step = _newton(f, window, lag_s, tight, spread, eps)
     per = _minimal_period(orbit, lag_s, tight, good)
     ok = _on_or_converging(window, orbit, lag_s, w, per, tight)
     per = torch.where(ok, per, 0)
     inv = torch.empty_like(order)
     inv[order] = torch.arange(order.numel(), device=order.device)
-    pts = _cycle_points(orbit, per).index_select(0, inv) if want_points else None
+    pts = None
+    if want_points:
+        pts = _cycle_points(_refined(f, w + last_step, orbit, per), per).index_select(0, inv)
     return ok.index_select(0, inv), per.index_select(0, inv), pts
 
 
@@ -285,10 +287,11 @@ def _newton(
     tight: torch.Tensor,
     spread: torch.Tensor,
     eps: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Newton's method on ``f^{lag}(w) - w`` from ``w = window[0]``, whose orbit ``window
     (L + 1, D, n)`` is the ring's (rows sorted by lag, longest first). Returns the polished
-    points ``w (D, n)``, their orbits ``(L + 1, D, n)`` and ``good (n,)`` bool, where the
+    points ``w (D, n)``, their orbits ``(L + 1, D, n)``, ``good (n,)`` bool and the Newton step
+    from ``w`` that was found small enough ``(D, n)`` (0 where none was taken), where the
     polish succeeded: the next Newton step from ``w`` is below
     ``max(STEP_REL tight, STEP_ULPS eps (1 + |w|))``, or ``w`` is a Newton iterate whose
     residual is at rounding level (``RESIDUAL_ULPS eps k (1 + |w|)``), or ``w`` has such a
@@ -302,6 +305,7 @@ def _newton(
     w = z0.clone()
     orbit = window  # copied before Newton's iterates overwrite any of it
     good = torch.zeros(n, dtype=torch.bool, device=dev)
+    last_step = torch.zeros_like(z0)
     last_res = z0.new_full((n,), float("inf"))
     active = torch.arange(n, device=dev)  # sorted positions still iterating
     eye = torch.eye(d, dtype=z0.dtype, device=dev)
@@ -340,12 +344,13 @@ def _newton(
         sane &= _absmax(w_new - z0.index_select(1, active)) <= 0.5 * spread[active]
         conv = sane & (step <= tol)
         good[active[conv | (quiet & ~sane)]] = True  # w (before this step) stands
+        last_step[:, active[conv]] = delta[:, conv]
         more = sane & ~conv
         active = active[more]
         if not active.numel():
             break
         w[:, active] = w_new[:, more]
-    return w, orbit, good
+    return w, orbit, good, last_step
 
 
 def _minimal_period(
@@ -407,6 +412,19 @@ def _on_or_converging(
         near = e0_r <= NEAR_FRACTION * spread
         ok[rest] = near & (e0_r <= torch.maximum(e1, e_first))
     return ok
+
+
+def _refined(f: Any, w: torch.Tensor, orbit: torch.Tensor, per: torch.Tensor) -> torch.Tensor:
+    """The orbit ``(L + 1, D, n)`` with rows of a cycle (``per > 0``) replaced by the orbit of
+    their point after the last, small Newton step ``w (D, n)``: the cycle to about the square
+    of that step (for the points a solve reports; sweeps keep only the period)."""
+    sel = (per > 0).nonzero().squeeze(1)
+    if not sel.numel():
+        return orbit
+    out = orbit.clone()
+    big_l = int(per.index_select(0, sel).max())
+    out[: big_l + 1, :, sel] = _orbit(f.take(sel), w.index_select(1, sel), big_l)
+    return out
 
 
 def _cycle_points(orbit: torch.Tensor, per: torch.Tensor) -> torch.Tensor:
