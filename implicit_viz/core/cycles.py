@@ -8,6 +8,12 @@ test works in stages: a prefilter on the first component only (one lag at a time
 whole batch, or all lags in one block for narrow batches), the full test at the first
 candidate lag by gathering four points per row, and the test at every lag only for the rows
 whose first candidate fails.
+
+A match is only a candidate: an orbit still converging slowly to a cycle of smaller period (or
+to a fixed point) matches too. For naive and damped iteration the driver polishes each
+confirmed candidate (:mod:`implicit_viz.core.cycle_polish`: Newton's method on
+``f^k(w) - w``, the minimal period, is the orbit on it); there the test reports the smallest
+matching lag as it is (``divisors=False``).
 """
 
 from __future__ import annotations
