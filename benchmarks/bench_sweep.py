@@ -1191,7 +1191,6 @@ def run_profile(g: Grid, device: str) -> dict[str, Any]:
 def _run_profile(g: Grid, device: str) -> dict[str, Any]:
     import implicit_viz.core.compiled_map as prb
     import implicit_viz.core.driver.pieces as pcs
-    import implicit_viz.core.driver.rows as rws
     import implicit_viz.core.lyapunov as lya
     import implicit_viz.core.sweep as swm
 
@@ -1202,23 +1201,29 @@ def _run_profile(g: Grid, device: str) -> dict[str, Any]:
     acc: dict[str, float] = {}
     calls: dict[str, int] = {}
     in_twin = [False]
+    in_polish = [False]
     solve_l, map_l, twin_l, twin_map_l = (
         "driver solve (all tiles)",
         "  map evaluations f(z) of the orbits",
         "  Lyapunov twin orbit (TwinOrbit.advance)",
         "    of which map evaluations f(z) of the twins",
     )
-    cyc_l, conf_l, pts_l = (
+    cyc_l, conf_l, pts_l, pol_l, pol_map_l = (
         "  cycle tests (detect_period)",
         "  cycle confirmations (confirm_period)",
         "  cycle points (cycle_points)",
+        "  cycle polish, Newton on f^k (polish_cycles)",
+        "    of which map evaluations f(z) in the polish",
     )
 
     def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*a: Any, **k: Any) -> Any:
-            lab = (twin_map_l if in_twin[0] else map_l) if label == "map" else label
+            inner = twin_map_l if in_twin[0] else pol_map_l if in_polish[0] else map_l
+            lab = inner if label == "map" else label
             if label == twin_l:
                 in_twin[0] = True
+            if label == pol_l:
+                in_polish[0] = True
             sync()
             t0 = time.perf_counter()
             try:
@@ -1229,6 +1234,8 @@ def _run_profile(g: Grid, device: str) -> dict[str, Any]:
                 calls[lab] = calls.get(lab, 0) + 1
                 if label == twin_l:
                     in_twin[0] = False
+                if label == pol_l:
+                    in_polish[0] = False
 
         return wrapper
 
@@ -1237,7 +1244,8 @@ def _run_profile(g: Grid, device: str) -> dict[str, Any]:
         (prb.BatchLastView, "__call__", "map"),
         (pcs, "detect_period", cyc_l),  # both loops call it through driver.pieces
         (pcs, "confirm_period", conf_l),
-        (rws, "cycle_points", pts_l),
+        (pcs, "cycle_points", pts_l),  # the watch assembles them (driver.pieces)
+        (pcs, "polish_cycles", pol_l),
         (lya.TwinOrbit, "advance", twin_l),
         (swm, "_tile_problem", "_tile_problem (per-tile map set-up)"),
         (swm._BasinIndex, "assign", "basins: _BasinIndex.assign"),
@@ -1261,7 +1269,8 @@ def _run_profile(g: Grid, device: str) -> dict[str, Any]:
     plain = time.perf_counter() - t0
     solve_s = acc.get(solve_l, 0.0)
     rest_l = "  the rest of the loop (residual, stop test, compaction, writing out)"
-    rest = solve_s - sum(acc.get(lab, 0.0) for lab in (map_l, cyc_l, conf_l, pts_l, twin_l))
+    pieces = (map_l, cyc_l, conf_l, pts_l, pol_l, twin_l)
+    rest = solve_s - sum(acc.get(lab, 0.0) for lab in pieces)
     print()
     print(
         f"== where one {g.n} x {g.n} library sweep (default options, one thread) spends its time: "
@@ -1273,6 +1282,8 @@ def _run_profile(g: Grid, device: str) -> dict[str, Any]:
         cyc_l,
         conf_l,
         pts_l,
+        pol_l,
+        pol_map_l,
         twin_l,
         twin_map_l,
         rest_l,

@@ -8,6 +8,12 @@ test works in stages: a prefilter on the first component only (one lag at a time
 whole batch, or all lags in one block for narrow batches), the full test at the first
 candidate lag by gathering four points per row, and the test at every lag only for the rows
 whose first candidate fails.
+
+A match is only a candidate: an orbit still converging slowly to a cycle of smaller period (or
+to a fixed point) matches too. For naive and damped iteration the driver polishes each
+confirmed candidate (:mod:`implicit_viz.core.cycle_polish`: Newton's method on
+``f^k(w) - w``, the minimal period, is the orbit on it); there the test reports the smallest
+matching lag as it is (``divisors=False``).
 """
 
 from __future__ import annotations
@@ -24,14 +30,23 @@ CYCLE_REL = 1e-3
 
 
 def detect_period(
-    ring: torch.Tensor, k: int, h: int, opts: SolveOptions, done: torch.Tensor, count: int
+    ring: torch.Tensor,
+    k: int,
+    h: int,
+    opts: SolveOptions,
+    done: torch.Tensor,
+    count: int,
+    divisors: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Test live rows for a cycle of period 2..max_period among the last iterates.
 
     ``ring[(k - t) % h]`` holds the iterate ``t`` steps back. A row has period ``p`` when both
     ``z_T ~ z_{T-p}`` and ``z_{T-1} ~ z_{T-1-p}`` hold to within ``min(thr, 1e-3 spread)``, with
     ``thr = period_tol (1 + ||z_T||_inf)`` and ``spread = ||z_T - z_{T-1}||_inf > 10 thr``; the
-    smallest such ``p`` is reported. Returns ``(found (Bw,) bool, period (Bw,) int64)``, or Nones
+    smallest such ``p`` is reported, or with ``divisors`` the smallest divisor ``q`` of it with
+    ``z_T ~ z_{T-q}`` within ``100 tight`` (an orbit closing in on a ``q``-cycle with multiplier
+    near -1 matches ``2q`` first); without it, the smallest matching lag itself (for
+    :mod:`implicit_viz.core.cycle_polish`, which finds the true period). Returns ``(found (Bw,) bool, period (Bw,) int64)``, or Nones
     when there is too little history (``count`` consecutive iterates recorded up to step k).
     ``period`` is 0 where not ``found``.
 
@@ -53,7 +68,9 @@ def detect_period(
     per = torch.zeros(z_t.shape[1], dtype=torch.int64, device=ring.device)
     if rows.numel():
         more = n_close[rows] > 1  # rows with another candidate lag beyond p0
-        per[rows] = period_of_rows(ring, rows, k, h, ps, tight[rows], p0[rows], more)
+        per[rows] = period_of_rows(
+            ring, rows, k, h, ps, tight[rows], p0[rows], more, divisors=divisors
+        )
     return per > 0, per
 
 
@@ -175,11 +192,13 @@ def period_of_rows(
     tight: torch.Tensor,
     p0: torch.Tensor,
     more: torch.Tensor,
+    divisors: bool = True,
 ) -> torch.Tensor:
     """The full cycle test on ``rows (n,)`` of ``ring (h, D, B)``, given each row's bound
     ``tight (n,)``, first candidate lag ``p0 (n,)`` (no smaller lag can match) and whether it
     has other candidates ``more (n,)`` bool: the period of each row, 0 where none. Rows whose
-    ``p0`` fails are tested at every lag, when they have another candidate."""
+    ``p0`` fails are tested at every lag, when they have another candidate. ``divisors``: as
+    for :func:`detect_period`."""
     dev = ring.device
     slot, z_t, z_t1 = _last_two(ring, k, h, rows)
     ok = _matches(ring, slot, rows, p0, z_t, z_t1, tight)
@@ -188,7 +207,7 @@ def period_of_rows(
     # the smallest divisor q of p within 100 x the tolerance is the period.
     table = divisor_table(int(ps[-1]), dev)  # (p_max + 1, Q)
     sel = per.new_empty(0)
-    if table.shape[1]:  # some period up to p_max has a divisor
+    if table.shape[1] and divisors:  # some period up to p_max has a divisor
         sel = (table[:, 0].index_select(0, per) > 0).nonzero().squeeze(1)  # rows with one
     if sel.numel():
         lags = table.index_select(0, per.index_select(0, sel))  # (m, Q), 0-padded
@@ -204,7 +223,7 @@ def period_of_rows(
     again = (~ok & more).nonzero().squeeze(1)
     if again.numel():
         sub = take_cols(ring, rows.index_select(0, again))
-        per[again] = period_all_lags(sub, k, h, ps, tight.index_select(0, again))
+        per[again] = period_all_lags(sub, k, h, ps, tight.index_select(0, again), divisors=divisors)
     return per
 
 
@@ -238,10 +257,11 @@ def row_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def period_all_lags(
-    ring: torch.Tensor, k: int, h: int, ps: range, tight: torch.Tensor
+    ring: torch.Tensor, k: int, h: int, ps: range, tight: torch.Tensor, divisors: bool = True
 ) -> torch.Tensor:
     """The full cycle test at every lag on all rows of ``ring (h, D, n)`` with bounds
-    ``tight (n,)``: the period of each row, 0 where none (see :func:`detect_period`)."""
+    ``tight (n,)``: the period of each row, 0 where none (see :func:`detect_period`, also for
+    ``divisors``)."""
     dev = ring.device
     d1 = ring_distance(ring, ring[k % h])[torch.tensor([(k - p) % h for p in ps], device=dev)]
     # The second condition is tested only on the rows that pass the first.
@@ -260,7 +280,7 @@ def period_all_lags(
         sub = hit_rows.T.to(torch.int8).contiguous()  # (k, P-1): argmax along rows is fast
         p_row = sub.argmax(dim=1) + 2  # first hit = smallest period
         near = (d1[:, rows] <= 100 * tight[rows]).to(torch.int8)
-        for p in p_row.unique().tolist():
+        for p in p_row.unique().tolist() if divisors else ():
             for q in range(2, p // 2 + 1):
                 if p % q == 0:
                     p_row = torch.where((p_row == p) & (near[q - 2] > 0), q, p_row)

@@ -36,8 +36,9 @@ def _planted_ring(seed: int, h: int, d: int, b: int, k: int) -> torch.Tensor:
     return ring
 
 
-def _rule_by_hand(ring, k, h, opts, done, count, row) -> int:
-    """The documented rule for one row, in plain Python."""
+def _rule_by_hand(ring, k, h, opts, done, count, row, divisors=True) -> int:
+    """The documented rule for one row, in plain Python (``divisors``: the smallest nearly
+    matching divisor of the lag, else the lag itself)."""
     p_max = min(opts.max_period, min(count, h) - 2)
     z = [[float(v) for v in ring[(k - lag) % h, :, row]] for lag in range(h)]  # z[lag]
 
@@ -52,25 +53,28 @@ def _rule_by_hand(ring, k, h, opts, done, count, row) -> int:
         return 0
     for p in range(2, p_max + 1):
         if dist(z[p], z[0]) <= tight and dist(z[p + 1], z[1]) <= tight:
-            for q in range(2, p // 2 + 1):
+            for q in range(2, p // 2 + 1) if divisors else ():
                 if p % q == 0 and dist(z[q], z[0]) <= 100 * tight:
                     return q
             return p
     return 0
 
 
+@pytest.mark.parametrize("divisors", [True, False], ids=["divisor", "raw-lag"])
 @pytest.mark.parametrize("wide", [False, True], ids=["all-lags-at-once", "lag-by-lag"])
 @pytest.mark.parametrize(
     ("seed", "count", "max_period"), [(0, 34, 32), (1, 34, 32), (2, 5, 32), (3, 6, 32), (4, 66, 64)]
 )
-def test_detect_period_follows_the_rule(monkeypatch, wide, seed, count, max_period):
+def test_detect_period_follows_the_rule(monkeypatch, wide, seed, count, max_period, divisors):
     monkeypatch.setattr(cycles, "LAGS_AT_ONCE_MAX_WIDTH", 0 if wide else 10**9)
     h, d, b, k = max_period + 2, 3, 1500, 201
     opts = SolveOptions(max_period=max_period)
     ring = _planted_ring(seed, h, d, b, k)
     done = torch.rand(b, generator=torch.Generator().manual_seed(seed)) < 0.1
-    found, period = cycles.detect_period(ring, k, h, opts, done, count=count)
-    expected = torch.tensor([_rule_by_hand(ring, k, h, opts, done, count, r) for r in range(b)])
+    found, period = cycles.detect_period(ring, k, h, opts, done, count=count, divisors=divisors)
+    expected = torch.tensor(
+        [_rule_by_hand(ring, k, h, opts, done, count, r, divisors) for r in range(b)]
+    )
     assert torch.equal(period, expected)
     assert torch.equal(found, expected > 0)
     assert int(found.sum()) > (b // 4 if count == h else 10)

@@ -18,15 +18,15 @@ from typing import Any
 
 import torch
 
-from implicit_viz.core.batchops import col_norm, col_sqnorm, take_cols
+from implicit_viz.core.batchops import col_norm, col_sqnorm
 from implicit_viz.core.compiled_map import FixedPointMap
 from implicit_viz.core.cycles import is_test_step, last_test_step
 from implicit_viz.core.driver.pieces import (
     PERIODIC,
-    CycleWatch,
     Ring,
     Working,
     advance,
+    cycle_watch,
     end_codes,
     new_trend,
     new_twin,
@@ -72,7 +72,7 @@ class GeneralLoop:
         self.work = Working(b, dev)
         h = opts.max_period + 2  # ring of the last iterates, enough for periods up to max_period
         self.ring = Ring(h, self.z)
-        self.cycles = CycleWatch(b, dev)
+        self.cycles = cycle_watch(slv, f, self.z, opts)
         # With sparse cycle tests (windowed) only the h steps before each test are recorded, and
         # compaction (after a test) starts a fresh ring instead of gathering the old one, which
         # is the costly part for large batches.
@@ -122,10 +122,10 @@ class GeneralLoop:
             if sel.numel():
                 self._finish(sel, k, stop_codes(sq[sel], thr2 if not opts.rtol else thr2[sel]))
         if k == cycles.confirm_at:
-            sel, per = cycles.confirm(ring, k, opts, work.live)
+            sel, per, pts = cycles.confirm(ring, k, opts, work.live, self.slv.iteration_map(self.f))
             if sel.numel():
-                if opts.cycles:
-                    self.out.add_cycles(work.global_rows(sel), take_cols(ring.ring, sel), per, k)
+                if pts is not None:
+                    self.out.add_cycles(work.global_rows(sel), pts)
                 self._finish(sel, k, PERIODIC)
                 self.out.period[work.global_rows(sel)] = per
         if self.check_point and work.n_live:

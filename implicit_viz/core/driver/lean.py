@@ -30,10 +30,10 @@ from implicit_viz.core.compiled_map import FixedPointMap
 from implicit_viz.core.cycles import is_test_step, next_test_step, ring_points
 from implicit_viz.core.driver.pieces import (
     PERIODIC,
-    CycleWatch,
     Ring,
     RowMap,
     advance,
+    cycle_watch,
     end_codes,
     new_trend,
     new_twin,
@@ -69,7 +69,16 @@ class _Work:
     across compactions.
     """
 
-    def __init__(self, f, z: torch.Tensor, fz: torch.Tensor, tol2: float, h: int) -> None:
+    def __init__(
+        self,
+        f,
+        z: torch.Tensor,
+        fz: torch.Tensor,
+        tol2: float,
+        h: int,
+        slv: Solver,
+        opts: SolveOptions,
+    ) -> None:
         bw = z.shape[1]
         self.f = f
         self.z, self.fz = z, fz
@@ -80,7 +89,8 @@ class _Work:
         self._views(bw)
         self.thr = z.new_full((bw,), tol2)
         self.stop_at = z.new_zeros(bw)
-        self.cycles = CycleWatch(bw, z.device)
+        self.slv = slv
+        self.cycles = cycle_watch(slv, f, z, opts)
         self.twin: TwinOrbit | None = None  # over the last steps of the budget
         self.trend: ResidualTrend | None = None  # the residual's fall over those steps
 
@@ -180,7 +190,7 @@ def run_lean(
     t0 = time.perf_counter()
     f = fmap.as_batch_last()
     z = z_start.T.contiguous()
-    w = _Work(f, z, f(z), tol2, h)
+    w = _Work(f, z, f(z), tol2, h, slv, opts)
     lyap_from = start_twin(slv, f, opts)
     window_from = start_window(opts)
     cancelled = False
@@ -229,13 +239,15 @@ def run_lean(
 
 
 def _confirm_cycles(w: _Work, out: Outputs, opts: SolveOptions, k: int) -> None:
-    """Candidates whose cycle still holds at step k are periodic: written out."""
-    sel, per = w.cycles.confirm(w.ring, k, opts, w.thr >= 0)
+    """Candidates whose cycle still holds at step k (and is a true cycle) are periodic: written
+    out."""
+    step_map = w.slv.iteration_map(w.f)
+    sel, per, pts = w.cycles.confirm(w.ring, k, opts, w.thr >= 0, step_map)
     if not sel.numel():
         return
     g = w.map.global_rows(sel)
-    if opts.cycles:
-        out.add_cycles(g, take_cols(w.ring.ring, sel), per, k)
+    if pts is not None:
+        out.add_cycles(g, pts)
     out.write(g, w.z[:, sel], w.sq_ring[k % w.h][sel], PERIODIC, k)
     out.period[g] = per
     w.thr.index_fill_(0, sel, -1.0)

@@ -6,8 +6,8 @@ The general loop (:mod:`.general`), the lean loop (:mod:`.lean`) and the steppin
 * the stop test: converged (squared residual at most the threshold), non-finite, or beyond
   ``div_bound`` (:func:`stop_key`, :func:`stop_codes`);
 * the live mask and compaction of the working rows (:class:`Working`);
-* the cycle test: a ring of the last iterates (:class:`Ring`), candidates found at test steps
-  and confirmed a few steps later (:class:`CycleWatch`);
+* the cycle test: a ring of the last iterates (:class:`Ring`), candidates found at test steps,
+  confirmed a few steps later and polished to a true cycle (:class:`CycleWatch`);
 * the Lyapunov twin orbit and the residual trend over the last steps of the budget, and the
   rule for rows still running at the end (:func:`start_twin`, :func:`start_window`,
   :func:`end_codes`);
@@ -23,7 +23,9 @@ from typing import Any
 import torch
 
 from implicit_viz.core.batchops import col_absmax, take_cols
+from implicit_viz.core.cycle_polish import polish_applies, polish_cycles
 from implicit_viz.core.cycles import confirm_period, confirm_step, detect_period
+from implicit_viz.core.driver.rows import cycle_points
 from implicit_viz.core.lyapunov import (
     EndEvidence,
     ResidualTrend,
@@ -154,15 +156,25 @@ class Ring:
 class CycleWatch:
     """Cycle candidates of the working rows, found by the test at a test step and confirmed
     at :func:`~implicit_viz.core.cycles.confirm_step`: a chaotic orbit passing close to an
-    unstable cycle matches once and moves on, a cycle still holds."""
+    unstable cycle matches once and moves on, a cycle still holds.
 
-    def __init__(self, width: int, device: torch.device) -> None:
+    With ``polish`` (:func:`cycle_watch` decides: the solver iterates a map of ``z`` alone, of
+    a size the polish handles), the test reports the smallest matching lag and each confirmed
+    candidate is polished (:func:`~implicit_viz.core.cycle_polish.polish_cycles`): it counts
+    only when a cycle of that minimal period exists where the orbit ends and the orbit is on it
+    or converging to it. Without, the ring test's verdict stands (its period the smallest
+    divisor of the lag that nearly matches)."""
+
+    def __init__(self, width: int, device: torch.device, polish: bool = False) -> None:
         self.candidate = torch.zeros(width, dtype=torch.int64, device=device)  # period, or 0
         self.confirm_at: int | None = None  # the step at which candidates are confirmed
+        self.polish = polish
 
     def test(self, ring: Ring, k: int, opts: SolveOptions, done: torch.Tensor) -> None:
         """The cycle test at step ``k`` on the rows not ``done (Bw,)``: new candidates."""
-        found, per = detect_period(ring.ring, k, ring.h, opts, done, ring.count)
+        found, per = detect_period(
+            ring.ring, k, ring.h, opts, done, ring.count, divisors=not self.polish
+        )
         if found is None or not bool(found.any()):
             self.candidate.zero_()
             return
@@ -170,21 +182,41 @@ class CycleWatch:
         self.confirm_at = confirm_step(k, opts)
 
     def confirm(
-        self, ring: Ring, k: int, opts: SolveOptions, live: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, ring: Ring, k: int, opts: SolveOptions, live: torch.Tensor, step_map: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """At the confirmation step ``k``: the ``live (Bw,)`` candidates whose cycle still
-        holds, as working rows ``(n,)`` and their periods ``(n,)``; candidates are cleared."""
+        holds (and, when polishing, is a true cycle: ``step_map`` is the solver's iteration
+        map of the working rows), as working rows ``(n,)``, their periods ``(n,)`` and, when
+        ``opts.cycles``, the cycle points ``(n, P, D)`` (oldest first, ending at the point the
+        orbit is at; NaN after each row's period), else None. Candidates are cleared."""
         self.confirm_at = None
         sel = ((self.candidate > 0) & live).nonzero().squeeze(1)
         per = self.candidate.index_select(0, sel)
         self.candidate.zero_()
+        pts = None
         if sel.numel():
             ok = confirm_period(ring.ring, k, ring.h, opts, sel, per) & (per + 2 <= ring.count)
             sel, per = sel[ok], per[ok]
-        return sel, per
+        if not sel.numel():
+            return sel, per, pts
+        if self.polish and step_map is not None:
+            pol = polish_cycles(step_map, ring.ring, k, ring.count, sel, per, opts, opts.cycles)
+            sel, per = sel[pol.ok], pol.period[pol.ok]
+            pts = None if pol.points is None else pol.points[pol.ok]
+        elif opts.cycles:
+            pts = cycle_points(take_cols(ring.ring, sel), per, k)
+        return sel, per, pts
 
     def compact(self, keep: torch.Tensor) -> None:
         self.candidate = self.candidate.index_select(0, keep)
+
+
+def cycle_watch(slv: Solver, f: Any, z: torch.Tensor, opts: SolveOptions) -> CycleWatch:
+    """The :class:`CycleWatch` of a loop on working rows ``z (D, Bw)`` with map ``f``: it
+    polishes candidates when :func:`~implicit_viz.core.cycle_polish.polish_applies`."""
+    d, bw = z.shape
+    polish = polish_applies(slv.iteration_map(f), d, opts.max_period)
+    return CycleWatch(bw, z.device, polish=polish)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -91,10 +91,10 @@ class Outputs:
             if val is not None:
                 getattr(self, name).index_copy_(0, g, val.to(self.residual.dtype))
 
-    def add_cycles(self, g: torch.Tensor, ring: torch.Tensor, per: torch.Tensor, k: int) -> None:
-        """Keep the points of the cycles of rows ``g (n,)`` with periods ``per (n,)`` from their
-        ring of iterates ``(h, D, n)`` up to step ``k``."""
-        self.cycles.append((g, cycle_points(ring, per, k)))
+    def add_cycles(self, g: torch.Tensor, points: torch.Tensor) -> None:
+        """Keep the points ``(n, P, D)`` of the cycles of rows ``g (n,)`` (NaN after each row's
+        period)."""
+        self.cycles.append((g, points))
 
     def cycle_tensor(self) -> torch.Tensor:
         """``(B, P, D)`` NaN-padded points of the periodic rows, P = longest period (>= 1)."""
