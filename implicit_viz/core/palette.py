@@ -57,9 +57,9 @@ STATUS_COLORS: dict[Status, RGB] = {
     Status.CHAOTIC: (199, 21, 133),
     # a light version of the converged blue: converging, just out of budget
     Status.CONVERGING: (166, 206, 227),
-    # Okabe-Ito reddish purple, lighter than chaotic's magenta (the pair differs in lightness
-    # under every colour-vision deficiency)
-    Status.QUASI_PERIODIC: (204, 121, 167),
+    # a light lavender: apart from the warm periodic colours and from chaotic's dark magenta
+    # in hue and in lightness (the pair differs in lightness under every colour deficiency)
+    Status.QUASI_PERIODIC: (184, 172, 214),
 }
 
 

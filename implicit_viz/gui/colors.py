@@ -37,7 +37,7 @@ STATUS_TINTS: dict[str, str] = {
     "chaotic": "#EBC6DD",
     "not_run": "#EEEEEE",
     "converging": "#DCEBF5",
-    "quasi_periodic": "#EFD9E6",
+    "quasi_periodic": "#E6E1F2",
 }
 BACKGROUND = "#FFFFFF"
 FOREGROUND = "#202020"
