@@ -97,7 +97,8 @@ def add_diagnostics(
 ) -> SolveResult:
     """A copy of ``result`` with spectral radius, Jacobian norm, predicted and observed rates.
 
-    Jacobian-based numbers are computed at converged elements only (NaN elsewhere), and skipped
+    Jacobian-based numbers are computed at converged elements and at the last iterate of
+    still-converging ones (NaN elsewhere), and skipped
     (all NaN, the reason in ``extra["diagnostics_skipped"]``) when the dense Jacobians would
     exceed the memory budget or their cost :data:`MAX_DIAGNOSTIC_FLOPS` (see
     :func:`check_diagnostic_cost`): diagnostics are a bonus, never worth a long wait. ``known`` (same batch size) holds
@@ -108,7 +109,9 @@ def add_diagnostics(
     b, d = result.z.shape
     nan = torch.full((b,), float("nan"), dtype=result.z.dtype, device=result.z.device)
     rho, norm, pred = nan.clone(), nan.clone(), nan.clone()
-    conv = result.status == int(Status.CONVERGED)
+    # at z*, and at the last iterate of an element still converging when the budget ended
+    # (close to its z*: its observed rate is then set beside rho and the predicted rate)
+    conv = (result.status == int(Status.CONVERGED)) | (result.status == int(Status.CONVERGING))
     skipped = None
     if bool(conv.any()):
         try:

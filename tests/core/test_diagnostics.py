@@ -264,3 +264,26 @@ def test_observed_rate_is_nan_when_undefined():
     )
     rate = observed_rate(hist, torch.tensor([1, 2, 0]))
     assert torch.isnan(rate).all()  # one step only; a zero residual; no steps
+
+
+def test_still_converging_elements_get_rho_at_their_last_iterate():
+    """tanh_layer at a = 1.0 runs out of 200 steps while converging; rho(df/dz) at its last
+    iterate is the closed form at z* (J = diag(1 - tanh^2(a W z + x)) a W) to 1e-3, and the
+    fitted rate matches it, as linear theory says for naive iteration."""
+    import numpy as np
+
+    from implicit_viz.core.compiled_map import compile_spec
+    from implicit_viz.core.driver import compare
+    from implicit_viz.core.spec import load_spec
+    from implicit_viz.core.status import Status
+
+    fm = compile_spec(load_spec("tanh_layer").with_overrides({"a": 1.0}))
+    (r,) = compare(fm, ["fixed_point"], max_iter=200, tol=1e-6, diagnostics=True)
+    assert int(r.status[0]) == int(Status.CONVERGING)
+    z_star = compare(fm, ["newton"], tol=1e-13)[0].z[0].numpy()
+    w, x = np.array([[0.6, -1.1], [0.9, 0.4]]), np.array([0.5, -0.2])
+    jac = np.diag(1 - np.tanh(w @ z_star + x) ** 2) @ w
+    rho = float(np.abs(np.linalg.eigvals(jac)).max())
+    assert float(r.spectral_radius[0]) == pytest.approx(rho, abs=1e-3)
+    assert float(r.predicted_rate[0]) == pytest.approx(rho, abs=1e-3)
+    assert float(r.rate[0]) == pytest.approx(rho, rel=0.01)
