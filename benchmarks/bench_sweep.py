@@ -1248,8 +1248,8 @@ def _run_profile(g: Grid, device: str) -> dict[str, Any]:
         (pcs, "polish_cycles", pol_l),
         (lya.TwinOrbit, "advance", twin_l),
         (swm, "_tile_problem", "_tile_problem (per-tile map set-up)"),
-        (swm._BasinIndex, "assign", "basins: _BasinIndex.assign"),
-        (swm, "_relabel", "basins: _relabel"),
+        (swm.BasinIndex, "assign", "basins: BasinIndex.assign"),
+        (swm, "relabel", "basins: relabel"),
     ]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import implicit_viz.core.sweep as sweep_mod
+import implicit_viz.core.sweep_basins as sweep_basins
 from implicit_viz.core.compiled_map import compile_spec
 from implicit_viz.core.driver import solve
 from implicit_viz.core.errors import SpecError, SweepError
@@ -1151,7 +1152,7 @@ def test_axis_parse_and_values():
     ids=["dense-2d", "wide-3d", "16d", "overflow", "empty", "one"],
 )
 def test_unique_rows_equals_numpys_row_unique(keys):
-    first, inverse = sweep_mod._unique_rows(keys)
+    first, inverse = sweep_basins.unique_rows(keys)
     if not len(keys):
         assert first.size == 0 and inverse.size == 0
         return
@@ -1202,7 +1203,7 @@ v = { shape = [128], init = "normal", seed = 0 }
 
 def test_dim128_sweep_prints_no_numpy_overflow_warning():
     """The fixed point a * v moves in all 128 components: the basin index's keys span ~1e4 per
-    component, whose product (1e512) overflowed float64 in _unique_rows ("overflow encountered
+    component, whose product (1e512) overflowed float64 in unique_rows ("overflow encountered
     in reduce" on stderr)."""
     import warnings
 
@@ -1223,7 +1224,7 @@ def test_unique_rows_of_wide_128d_keys_without_warnings():
     keys[10] = keys[3]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        first, inverse = sweep_mod._unique_rows(keys)
+        first, inverse = sweep_basins.unique_rows(keys)
     _, want_first, want_inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     np.testing.assert_array_equal(first, want_first)
     np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
@@ -1233,7 +1234,7 @@ def test_converged_points_near_the_float64_limit_give_no_warnings():
     """With a huge div_bound, converged points of 1e300 must not overflow the basin keys."""
     import warnings
 
-    basins = sweep_mod._BasinIndex(1e-4, 2)
+    basins = sweep_basins.BasinIndex(1e-4, 2)
     z = np.array([[1e300, -1e300], [1e300, -1e300], [0.0, 1.0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
