@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 from implicit_viz.cli.common import (
     CLIError,
@@ -134,7 +135,8 @@ def build_request(args: argparse.Namespace):
     ):
         if value > MAX_UNROLL:
             raise CLIError(f"argument {option}: needs an integer 1..{MAX_UNROLL:,}, got {value}")
-    wrt = [n.strip() for item in args.wrt for n in item.split(",") if n.strip()]
+    # commas split names, not the indices of an element such as W[0,1]
+    wrt = [n.strip() for item in args.wrt for n in re.split(r",(?![^\[]*\])", item) if n.strip()]
     if not wrt:
         raise CLIError("argument --wrt: name a param or tensor, e.g. --wrt a")
     check_device(args.device)

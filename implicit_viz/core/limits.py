@@ -13,6 +13,8 @@ The memory budget is :data:`DEFAULT_MEMORY_BUDGET` (2 GiB); the environment vari
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 from typing import Any
@@ -43,16 +45,29 @@ _ITEMSIZE["complex128"] = 16
 
 def memory_budget() -> int:
     """The memory budget in bytes: ``IMPLICIT_VIZ_MEMORY_MB`` when set to a positive number,
-    else :data:`DEFAULT_MEMORY_BUDGET`. A malformed variable is ignored (the default holds)."""
+    else :data:`DEFAULT_MEMORY_BUDGET`. A malformed variable does not stop anything: the
+    default holds, and a warning (once per value, on the ``implicit_viz`` logger: stderr in the
+    CLI and the app) names it."""
     raw = os.environ.get(MEMORY_ENV, "").strip()
     if raw:
         try:
             mb = float(raw)
         except ValueError:
-            return DEFAULT_MEMORY_BUDGET
+            mb = math.nan
         if math.isfinite(mb) and mb > 0:
             return int(mb * 1024**2)
+        _warn_bad_budget(raw)
     return DEFAULT_MEMORY_BUDGET
+
+
+@functools.lru_cache(maxsize=8)
+def _warn_bad_budget(raw: str) -> None:
+    logging.getLogger("implicit_viz").warning(
+        "%s=%r is not a positive number of MiB: the default memory budget of %s holds",
+        MEMORY_ENV,
+        raw[:40],
+        format_bytes(DEFAULT_MEMORY_BUDGET),
+    )
 
 
 def itemsize(dtype: Any) -> int:

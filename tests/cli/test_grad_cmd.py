@@ -182,3 +182,13 @@ def test_anderson_is_refused_in_one_line_or_unrolled(capsys):
 def test_unwritable_out_fails_before_any_work(capsys, tmp_path):
     code, out, err = run(capsys, "deq_cell", "--wrt", "s", "--out", str(tmp_path / "no" / "x.csv"))
     assert code == 1 and "does not exist" in err and out == ""
+
+
+def test_an_element_in_wrt_is_named_whole_not_split_at_its_comma(capsys):
+    """``--wrt 'a,W[0,1]'``: the comma inside the brackets belongs to the element, and the error
+    says the lab differentiates whole tensors (naming W), not that 'W[0' does not exist."""
+    code, _out, err = run(capsys, "tanh_layer", "--wrt", "a,W[0,1]")
+    assert code == 2
+    assert "'W[0,1]' is one element of tensor W" in err and "W[0'" not in err
+    doc = run_json(capsys, "tanh_layer", "--wrt", "a,W")
+    assert [w["name"] for w in doc["wrt"]] == ["a", "W"]

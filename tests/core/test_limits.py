@@ -260,3 +260,18 @@ def test_newton_counts_the_rows_its_jacobians_repeat(monkeypatch):
     # shared W (one copy for all rows): the same budget holds it, and Newton converges
     res = solve(compile_spec(spec), "newton")
     assert int(res.status[0]) == Status.CONVERGED
+
+
+@pytest.mark.parametrize("raw", ["junk", "-5", "nan", "0"])
+def test_a_malformed_budget_variable_keeps_the_default_and_says_so(monkeypatch, caplog, raw):
+    from implicit_viz.core import limits
+    from implicit_viz.core.limits import DEFAULT_MEMORY_BUDGET
+
+    limits._warn_bad_budget.cache_clear()
+    monkeypatch.setenv("IMPLICIT_VIZ_MEMORY_MB", raw)
+    with caplog.at_level("WARNING", logger="implicit_viz"):
+        assert memory_budget() == DEFAULT_MEMORY_BUDGET
+        memory_budget()  # said once per value, not on every call
+    said = [r.getMessage() for r in caplog.records if "IMPLICIT_VIZ_MEMORY_MB" in r.getMessage()]
+    assert len(said) == 1
+    assert repr(raw) in said[0] and "2.0 GiB" in said[0]

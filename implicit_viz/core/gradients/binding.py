@@ -102,6 +102,13 @@ def _bind(spec: Spec, wrt: Sequence[str], loss_text: str, device: Any, dtype: An
         elif name in tensors:
             shape = spec.tensor(name).shape
             kind = "tensor"
+        elif name.partition("[")[0].strip() in tensors:
+            whole = name.partition("[")[0].strip()
+            raise SpecError(
+                f"'{name}' is one element of tensor {whole}: the lab differentiates with respect "
+                f"to whole params and tensors, so name {whole} (its gradient holds every element)",
+                field="wrt",
+            )
         else:
             raise SpecError(
                 f"no param or tensor named '{name}' to differentiate "
