@@ -124,7 +124,7 @@ def add_diagnostics(
         todo = conv.clone()
         if known is not None:
             scale = 1 + result.z.abs().amax(dim=-1)
-            radius = max(1e-6, 100 * result.options.tol)
+            radius = same_point_radius(result.options.tol)
             near = (result.z - known.z).abs().amax(dim=-1) <= radius * scale
             reuse = conv & near & torch.isfinite(known.norm)
             eig[reuse] = known.eigvals[reuse].to(eig.dtype)
@@ -214,6 +214,12 @@ def check_diagnostic_cost(fmap: FixedPointMap, batch: int) -> None:
         MAX_DIAGNOSTIC_FLOPS,
         field="diagnostics",
     )
+
+
+def same_point_radius(tol: float) -> float:
+    """Two solves stopped by tolerance ``tol`` reached the same fixed point when they lie within
+    ``same_point_radius(tol) (1 + ||z*||_inf)`` of each other: ``max(1e-6, 100 tol)``."""
+    return max(1e-6, 100 * tol)
 
 
 def known_info(result: SolveResult) -> JacobianInfo | None:

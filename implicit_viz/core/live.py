@@ -21,6 +21,7 @@ import numpy as np
 
 from implicit_viz.core.solver_settings import SolverSettings
 from implicit_viz.core.status import Status
+from implicit_viz.core.sweep_text import format_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from implicit_viz.core.compiled_map import FixedPointMap
@@ -110,21 +111,18 @@ class SolverTrace:
         }
 
 
-def format_point(z: np.ndarray, most: int = 4) -> str:
-    """``"(0.4565, 0.2562)"``; the first ``most`` components and ``…`` beyond."""
-    parts = [f"{v:.4g}" for v in np.asarray(z, dtype=float).ravel()[:most]]
-    return "(" + ", ".join(parts) + (", …" if np.size(z) > most else "") + ")"
-
-
 def distinct_fixed_points(traces: tuple[SolverTrace, ...], tol: float) -> str:
     """A note when converged solvers reached different fixed points (``""`` when they agree):
-    points within ``max(1e-6, 100 tol) (1 + ||z||_inf)`` of each other are one."""
+    points within ``same_point_radius(tol) (1 + ||z||_inf)`` of each other are one, the rule
+    by which the diagnostics reuse one solver's Jacobian for another."""
+    from implicit_viz.core.diagnostics import same_point_radius
+
     groups: list[tuple[np.ndarray, list[str]]] = []
     for t in traces:
         if t.status_code != int(Status.CONVERGED) or not np.isfinite(t.z).all():
             continue
         for point, names in groups:
-            scale = max(1e-6, 100 * tol) * (1 + float(np.abs(point).max(initial=0.0)))
+            scale = same_point_radius(tol) * (1 + float(np.abs(point).max(initial=0.0)))
             if float(np.abs(t.z - point).max(initial=0.0)) <= scale:
                 names.append(t.solver)
                 break

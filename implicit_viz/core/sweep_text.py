@@ -21,8 +21,9 @@ STATUS_PERIODS = 6
 _WORDS = {"converging": "still converging", "quasi_periodic": "quasi-periodic"}
 
 
-def _fmt_point(z: np.ndarray, limit: int = 4) -> str:
+def format_point(z: np.ndarray, limit: int = 4) -> str:
     """``"(0.5, -1.2, 3, 4, ...)"``: the first ``limit`` components to 4 significant digits."""
+    z = np.asarray(z, dtype=float).ravel()
     vals = ", ".join(f"{v:.4g}" for v in z[:limit])
     return f"({vals}{', ...' if len(z) > limit else ''})"
 
@@ -75,11 +76,11 @@ def cell_description(result: SweepResult, ix: int, iy: int) -> str:
     if code == int(Status.CONVERGED):
         b = int(result.basin[iy, ix])
         if b >= 0 and b < len(result.fixed_points):
-            text += f", basin {b}: z* = {_fmt_point(result.fixed_points[b])}"
+            text += f", basin {b}: z* = {format_point(result.fixed_points[b])}"
         elif result.z is not None:
-            text += f", z* = {_fmt_point(result.z[iy, ix])}"
+            text += f", z* = {format_point(result.z[iy, ix])}"
     elif result.z is not None and code != int(Status.DIVERGED):
-        text += f", last z = {_fmt_point(result.z[iy, ix])}"
+        text += f", last z = {format_point(result.z[iy, ix])}"
     if code == int(Status.CONVERGING):
         rate, need = _cell(result, "rate", ix, iy), _cell(result, "steps_needed", ix, iy)
         if math.isfinite(rate):
