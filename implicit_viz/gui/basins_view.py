@@ -339,9 +339,13 @@ class BasinsView(QWidget):
         """The window's problem (:meth:`AppState.problem`): its spec with slider values, seeds
         and start/tensor overrides applied is the base the axes override, its solver settings
         choose the solver. Raises :class:`SpecError` for a value the spec does not accept."""
+        try:
+            problem.resolved  # noqa: B018  (raises here, for the window to show)
+        except SpecError:
+            self.set_spec(problem.spec)  # the axes still follow the spec
+            raise
+        self._problem = problem  # first: set_spec then keeps it (same spec)
         self.set_spec(problem.spec)
-        problem.resolved  # noqa: B018  (raises here, for the window to show)
-        self._problem = problem
 
     def _standalone_settings(self, spec: Spec) -> SolverSettings:
         """Solver settings for a spec given without a window's problem: the window's last

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import signals_blocked
 
 from implicit_viz.core.errors import SolverError, SpecError
 from implicit_viz.core.export import ExportError, write_grad_report
@@ -56,6 +57,7 @@ from implicit_viz.core.gradients import (
     MethodResult,
     method_info,
 )
+from implicit_viz.core.live import SolverSettings
 from implicit_viz.core.spec import Spec
 from implicit_viz.gui.colors import (
     FOREGROUND,
@@ -66,7 +68,7 @@ from implicit_viz.gui.colors import (
 from implicit_viz.gui.grad_worker import GradWorker
 from implicit_viz.gui.legend import legend_columns_that_fit
 from implicit_viz.gui.residual_view import format_cell
-from implicit_viz.gui.state import K_RANGE, GradientSettings, Problem
+from implicit_viz.gui.state import K_RANGE, GradientSettings, Problem, forward_solver
 
 #: Methods drawn as curves over k, and as horizontal levels.
 CURVES = ("unrolled", "implicit_fixed_point", "implicit_anderson")
@@ -491,19 +493,16 @@ class GradientView(QWidget):
 
     def apply_settings(self, s: GradientSettings) -> None:
         """Show ``s`` (names the spec lacks are ignored); runs nothing."""
-        self.auto_check.blockSignals(True)
-        self.k_spin.blockSignals(True)
-        self.loss_combo.blockSignals(True)
-        try:
+        with (
+            signals_blocked(self.auto_check),
+            signals_blocked(self.k_spin),
+            signals_blocked(self.loss_combo),
+        ):
             self.auto_check.setChecked(s.auto)
             self.k_spin.setValue(s.k)
             self.loss_combo.setCurrentText(s.loss)
             if s.wrt:
                 self.set_wrt(s.wrt)
-        finally:
-            self.auto_check.blockSignals(False)
-            self.k_spin.blockSignals(False)
-            self.loss_combo.blockSignals(False)
 
     def set_wrt(self, names: list[str] | tuple[str, ...]) -> None:
         """Check exactly ``names`` in the list (unknown names are ignored)."""
@@ -690,12 +689,11 @@ class GradientView(QWidget):
         self.set_wrt(keep)
 
     def _update_solver_label(self) -> None:
-        problem = self._problem or Problem(spec=None)  # type: ignore[arg-type]
-        name, options = problem.forward_solver()
+        settings = self._problem.settings if self._problem is not None else SolverSettings()
+        name, options = forward_solver(settings)
         opts = ", ".join(f"{k}={v}" for k, v in options.items())
         self.solver_label.setText(
-            f"unrolls: {name}{f' ({opts})' if opts else ''}; "
-            f"{problem.settings.device}, {problem.settings.dtype}"
+            f"unrolls: {name}{f' ({opts})' if opts else ''}; {settings.device}, {settings.dtype}"
         )
 
     def _controls_changed(self) -> None:

@@ -74,13 +74,8 @@ class Problem:
         )
 
     def forward_solver(self) -> tuple[str, dict[str, Any]]:
-        """The solver the Gradients lab unrolls: the first chosen one that autograd can unroll
-        (``Solver.unrollable``), else ``fixed_point``, with its options."""
-        from implicit_viz.core.solvers import solver_class
-
-        name = next((s for s in self.settings.solvers if solver_class(s).unrollable), None)
-        name = name or "fixed_point"
-        return name, dict(self.settings.options.get(name, {}))
+        """The solver the Gradients lab unrolls (:func:`forward_solver`)."""
+        return forward_solver(self.settings)
 
     def sweep_request(self, x: Axis, y: Axis | None, orbit: int = 0) -> SweepRequest:
         """The Basins sweep of this problem over axes ``x`` (and ``y``): the first chosen
@@ -216,6 +211,16 @@ class AppState:
             overrides=dict(self.overrides),
             view=dict(self.view),
         )
+
+
+def forward_solver(settings: SolverSettings) -> tuple[str, dict[str, Any]]:
+    """The solver the Gradients lab unrolls: the first chosen one that autograd can unroll
+    (``Solver.unrollable``), else ``fixed_point``, with its options."""
+    from implicit_viz.core.solvers import solver_class
+
+    name = next((s for s in settings.solvers if solver_class(s).unrollable), None)
+    name = name or "fixed_point"
+    return name, dict(settings.options.get(name, {}))
 
 
 def valid_overrides(spec: Spec, overrides: Mapping[str, float]) -> dict[str, float]:
